@@ -1,0 +1,1 @@
+"""Engine of the multimodal sentiment dashboard. No Streamlit import anywhere in here."""
