@@ -9,9 +9,9 @@ LABEL_TO_INDEX = {name: i for i, name in enumerate(LABELS)}
 # Spellings people actually use in their spreadsheets. Integers follow the common
 # 0 = negative, 1 = neutral, 2 = positive convention (TweetEval, MVSA exports).
 _ALIASES = {
-    "negative": "negative", "neg": "negative", "-1": "negative", "0": "negative", "bad": "negative",
+    "negative": "negative", "neg": "negative", "0": "negative", "bad": "negative",
     "neutral": "neutral", "neu": "neutral", "1": "neutral", "none": "neutral",
-    "positive": "positive", "pos": "positive", "2": "positive", "+1": "positive", "good": "positive",
+    "positive": "positive", "pos": "positive", "2": "positive", "good": "positive",
 }
 ACCEPTED_SPELLINGS: tuple[str, ...] = tuple(sorted(_ALIASES))
 
