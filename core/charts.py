@@ -1,0 +1,204 @@
+"""Plotly figures (and two small HTML / image helpers) for the dashboard pages.
+
+Pure builders: data in, ``plotly.graph_objects.Figure`` out. No Streamlit here, so the CLI,
+the tests and a notebook can draw exactly what the app draws.
+
+Colours are fixed so that a class or a head looks the same on every page: negative is red,
+neutral grey, positive green; text, image and fused heads have their own colours.
+"""
+from __future__ import annotations
+
+import html
+from collections import Counter
+
+import numpy as np
+import plotly.graph_objects as go
+from PIL import Image
+from plotly.subplots import make_subplots
+
+from core.labels import LABELS
+
+CLASS_COLORS = {"negative": "#d62728", "neutral": "#8c8c8c", "positive": "#2ca02c"}
+HEAD_NAMES = {"text": "Text only", "image": "Image only", "fused": "Fused"}
+HEAD_COLORS = {"text": "#1f77b4", "image": "#ff7f0e", "fused": "#9467bd"}
+_FALLBACK_COLOR = "#17becf"
+_TEMPLATE = "plotly_white"
+
+
+def _head_name(head: str) -> str:
+    return HEAD_NAMES.get(head, head)
+
+
+def _head_color(head: str) -> str:
+    return HEAD_COLORS.get(head, _FALLBACK_COLOR)
+
+
+def _ordered_heads(mapping: dict) -> list[str]:
+    """Known heads in text, image, fused order first, then anything else as given."""
+    known = [h for h in HEAD_NAMES if h in mapping]
+    return known + [h for h in mapping if h not in HEAD_NAMES]
+
+
+def _layout(fig: go.Figure, title: str, **kwargs) -> go.Figure:
+    fig.update_layout(title=dict(text=title), template=_TEMPLATE, legend_title_text="", **kwargs)
+    return fig
+
+
+def probability_chart(probs_by_head: dict) -> go.Figure:
+    """Grouped bars: one group per class, one bar per available head (None heads are left out)."""
+    fig = go.Figure()
+    for head in _ordered_heads(probs_by_head):
+        probs = probs_by_head[head]
+        if probs is None:
+            continue
+        probs = np.asarray(probs, dtype=float).reshape(-1)
+        fig.add_bar(
+            name=_head_name(head), x=list(LABELS), y=probs.tolist(),
+            marker_color=_head_color(head),
+            text=[f"{p:.0%}" for p in probs], textposition="outside",
+            hovertemplate="%{x}: %{y:.1%}<extra>" + _head_name(head) + "</extra>",
+        )
+    fig.update_yaxes(title_text="probability", range=[0, 1.1], tickformat=".0%")
+    fig.update_xaxes(title_text="sentiment")
+    return _layout(fig, "Sentiment probabilities by modality", barmode="group")
+
+
+def class_distribution_chart(predictions_by_head: dict) -> go.Figure:
+    """How many rows each head put in each class; bar labels show the share of rows."""
+    fig = go.Figure()
+    for head in _ordered_heads(predictions_by_head):
+        predictions = predictions_by_head[head]
+        if predictions is None:
+            continue
+        counts = Counter(predictions)
+        total = max(len(predictions), 1)
+        y = [counts.get(label, 0) for label in LABELS]
+        fig.add_bar(
+            name=_head_name(head), x=list(LABELS), y=y, marker_color=_head_color(head),
+            text=[f"{c / total:.0%}" for c in y], textposition="outside",
+            hovertemplate="%{x}: %{y} rows (%{text})<extra>" + _head_name(head) + "</extra>",
+        )
+    fig.update_yaxes(title_text="rows")
+    fig.update_xaxes(title_text="predicted sentiment")
+    return _layout(fig, "Predicted class distribution", barmode="group")
+
+
+def confidence_histogram(confidences: dict) -> go.Figure:
+    """Overlaid histograms of each head's confidence (max probability), 5-point bins."""
+    fig = go.Figure()
+    for head in _ordered_heads(confidences):
+        values = confidences[head]
+        if values is None:
+            continue
+        fig.add_histogram(
+            name=_head_name(head), x=np.asarray(values, dtype=float).tolist(),
+            xbins=dict(start=0.0, end=1.0, size=0.05), marker_color=_head_color(head), opacity=0.6,
+            hovertemplate="confidence %{x}: %{y} rows<extra>" + _head_name(head) + "</extra>",
+        )
+    fig.update_xaxes(title_text="confidence (max probability)", range=[0, 1], tickformat=".0%")
+    fig.update_yaxes(title_text="rows")
+    return _layout(fig, "Confidence distribution", barmode="overlay")
+
+
+def confusion_matrix_chart(matrix, title: str = "Confusion matrix") -> go.Figure:
+    """Heatmap of counts, rows = true class, columns = predicted class, counts written in cells."""
+    counts = np.asarray(matrix, dtype=int)
+    fig = go.Figure(go.Heatmap(
+        z=counts.tolist(), x=list(LABELS), y=list(LABELS), colorscale="Blues",
+        text=counts.tolist(), texttemplate="%{text}", showscale=False,
+        hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>",
+    ))
+    fig.update_xaxes(title_text="predicted", side="bottom")
+    # Reversed so the matrix reads like the printed one: negative in the top-left corner.
+    fig.update_yaxes(title_text="true", autorange="reversed")
+    return _layout(fig, title)
+
+
+def reliability_diagram(bins_by_head: dict) -> go.Figure:
+    """Accuracy against confidence per bin for each head; the diagonal is perfect calibration."""
+    fig = go.Figure()
+    fig.add_scatter(
+        name="Perfect calibration", x=[0, 1], y=[0, 1], mode="lines",
+        line=dict(color="#444444", dash="dash"), hoverinfo="skip",
+    )
+    for head in _ordered_heads(bins_by_head):
+        bins = [b for b in (bins_by_head[head] or []) if b["count"]]  # empty bins have no point
+        fig.add_scatter(
+            name=_head_name(head), mode="lines+markers",
+            x=[b["confidence"] for b in bins], y=[b["accuracy"] for b in bins],
+            customdata=[b["count"] for b in bins], line=dict(color=_head_color(head)),
+            hovertemplate="confidence %{x:.0%}, accuracy %{y:.0%} (%{customdata} rows)<extra>"
+            + _head_name(head) + "</extra>",
+        )
+    fig.update_xaxes(title_text="confidence", range=[0, 1], tickformat=".0%")
+    fig.update_yaxes(title_text="accuracy", range=[0, 1], tickformat=".0%")
+    return _layout(fig, "Reliability diagram")
+
+
+_LOSS_SERIES = {"train_loss": ("Train loss", "#1f77b4"), "dev_loss": ("Dev loss", "#ff7f0e")}
+_SCORE_SERIES = {"dev_accuracy": ("Dev accuracy", "#2ca02c"), "dev_weighted_f1": ("Dev weighted F1", "#9467bd")}
+
+
+def training_curves(history: list[dict]) -> go.Figure:
+    """Loss (left) and dev accuracy / weighted F1 (right) per epoch; absent series are skipped."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Dev scores"))
+    epochs = [item.get("epoch", i + 1) for i, item in enumerate(history)]
+    for col, series in ((1, _LOSS_SERIES), (2, _SCORE_SERIES)):
+        for key, (name, color) in series.items():
+            if not any(key in item for item in history):
+                continue
+            fig.add_scatter(
+                name=name, x=epochs, y=[item.get(key) for item in history], mode="lines+markers",
+                line=dict(color=color), row=1, col=col,
+            )
+    fig.update_xaxes(title_text="epoch", dtick=1)
+    fig.update_yaxes(title_text="loss", row=1, col=1)
+    fig.update_yaxes(title_text="score", range=[0, 1], tickformat=".0%", row=1, col=2)
+    return _layout(fig, "Training curves")
+
+
+TOKEN_ATTRIBUTION_LEGEND = (
+    "green = pushes towards the predicted class, red = pushes away from it; "
+    "stronger colour = stronger effect"
+)
+
+
+def token_attribution_html(tokens: list[str], scores: list[float]) -> str:
+    """Tokens as coloured HTML spans, followed by a one-line legend.
+
+    Scores are scaled by the largest absolute score so the strongest token is fully coloured;
+    each span's tooltip carries the raw score.
+    """
+    if len(tokens) != len(scores):
+        raise ValueError(f"{len(tokens)} tokens but {len(scores)} scores")
+    scores_array = np.nan_to_num(np.asarray(scores, dtype=float))
+    scale = float(np.abs(scores_array).max()) if scores_array.size else 0.0
+    spans = []
+    for token, score in zip(tokens, scores_array):
+        strength = abs(score) / scale if scale > 0 else 0.0
+        rgb = "44,160,44" if score >= 0 else "214,39,40"  # CLASS_COLORS positive / negative
+        spans.append(
+            f'<span style="background-color: rgba({rgb},{0.75 * strength:.2f}); '
+            f'padding: 1px 3px; border-radius: 3px;" title="{score:+.3f}">{html.escape(token)}</span>'
+        )
+    legend = f'<div style="font-size: 0.8em; color: #666;">{TOKEN_ATTRIBUTION_LEGEND}</div>'
+    return f'<div style="line-height: 2;">{" ".join(spans)}</div>{legend}'
+
+
+def _jet(values: np.ndarray) -> np.ndarray:
+    """The classic jet colormap (blue → cyan → yellow → red) for values in 0..1, as RGB 0..1."""
+    channels = [np.clip(1.5 - np.abs(4 * values - centre), 0, 1) for centre in (3, 2, 1)]
+    return np.stack(channels, axis=-1)
+
+
+def saliency_overlay(image: Image.Image, heatmap: np.ndarray, alpha: float = 0.45) -> Image.Image:
+    """Blend a 0..1 saliency map (any resolution) over the image; output has the image's size."""
+    base = image.convert("RGB")
+    heat = np.clip(np.nan_to_num(np.asarray(heatmap, dtype=np.float32)), 0.0, 1.0)
+    if heat.ndim != 2:
+        raise ValueError(f"heatmap must be 2-D (h, w), got shape {heat.shape}")
+    # A float32 array becomes a Pillow float image, which resizes smoothly; size is (width, height).
+    heat = np.asarray(Image.fromarray(heat).resize(base.size, Image.Resampling.BILINEAR))
+    colored = _jet(np.clip(heat, 0.0, 1.0)) * 255.0
+    blended = (1 - alpha) * np.asarray(base, dtype=np.float32) + alpha * colored
+    return Image.fromarray(np.clip(blended, 0, 255).astype(np.uint8))
