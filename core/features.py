@@ -103,36 +103,3 @@ def text_features(encoder, store: FeatureStore, texts: Sequence[str]) -> np.ndar
     return cached_features(store, encoder.id, encoder.dim, keys,
                            lambda positions: encoder.encode([texts[i] for i in positions]))
 
-
-def image_features(encoder, store: FeatureStore, blobs: Sequence[bytes],
-                   decode: Callable[[bytes], object]) -> tuple[np.ndarray, list[str | None]]:
-    """Image vectors through the store, keyed by the sha256 of the file bytes, so a stored image is
-    not even decoded. ``decode`` turns bytes into a PIL image or raises ValueError; such rows get a
-    zero vector and their message in the returned error list instead of stopping the batch."""
-    keys = [content_key(b) for b in blobs]
-    errors: list[str | None] = [None] * len(blobs)
-
-    def encode_missing(positions: list[int]) -> np.ndarray:
-        images, good = [], []
-        for i in positions:
-            try:
-                images.append(decode(blobs[i]))
-                good.append(i)
-            except ValueError as exc:
-                errors[i] = str(exc)
-        vectors = np.zeros((len(positions), encoder.dim), dtype=np.float32)
-        if images:
-            encoded = encoder.encode(images)
-            where = {i: n for n, i in enumerate(positions)}
-            for vec, i in zip(encoded, good):
-                vectors[where[i]] = vec
-        return vectors
-
-    out = cached_features(store, encoder.id, encoder.dim, keys, encode_missing, errors)
-    # Duplicates of a bad image share its error.
-    bad_keys = {keys[i]: errors[i] for i in range(len(keys)) if errors[i]}
-    for i, key in enumerate(keys):
-        if key in bad_keys:
-            errors[i] = bad_keys[key]
-    return out, errors
-

@@ -1,0 +1,220 @@
+"""Command line: the app's operations from a shell.
+
+    python -m core.cli score  --csv pairs.csv --images DIR --out scored.csv
+    python -m core.cli eval   --csv test.csv  --images DIR --json metrics.json [--head VERSION_OR_PATH]
+    python -m core.cli train  --train train.csv --dev dev.csv --images DIR --out DIR [--test test.csv]
+    python -m core.cli finetune-text --train train.csv --dev dev.csv --out DIR
+    python -m core.cli encoders
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from core import config
+
+
+def _add_columns(parser: argparse.ArgumentParser, label_default: str | None) -> None:
+    parser.add_argument("--text-column", default="text")
+    parser.add_argument("--image-column", default="image")
+    parser.add_argument("--label-column", default=label_default)
+    parser.add_argument("--id-column", default=None)
+
+
+def _predictor(head: str | None):
+    from core.predict import load_default_predictor
+
+    if head and Path(head).is_dir():
+        return load_default_predictor(head_path=head)
+    return load_default_predictor(version=head)
+
+
+def _read_rows(args, require_label: bool):
+    from core.data import prepare_pairs, read_table
+
+    frame = read_table(Path(args.csv))
+    label_column = args.label_column if args.label_column in frame.columns else None
+    if require_label and label_column is None:
+        raise SystemExit(f"error: the CSV has no label column '{args.label_column}' "
+                         f"(columns found: {', '.join(frame.columns)})")
+    return prepare_pairs(frame, text_column=args.text_column, image_column=args.image_column,
+                         label_column=label_column, id_column=args.id_column,
+                         images_root=Path(args.images) if args.images else None)
+
+
+def _progress(progress) -> None:
+    eta = "" if progress.eta_s is None else f", ETA {progress.eta_s:.0f}s"
+    print(f"\r{progress.done}/{progress.total} rows, {progress.errors} errors{eta}", end="", file=sys.stderr,
+          flush=True)
+
+
+def cmd_score(args) -> int:
+    from core.batch import score_rows
+    from core.data import to_safe_csv_bytes
+
+    predictor = _predictor(args.head)
+    rows = _read_rows(args, require_label=False)
+    started = time.perf_counter()
+    result = score_rows(rows, predictor, on_progress=_progress)
+    print(file=sys.stderr)
+    Path(args.out).write_bytes(to_safe_csv_bytes(result.frame))
+    seconds = time.perf_counter() - started
+    n_errors = int((result.frame["status"] == "error").sum())
+    print(f"scored {result.completed}/{result.total} rows in {seconds:.1f}s "
+          f"({result.completed / max(seconds, 1e-9):.1f} rows/s), {n_errors} row errors → {args.out}")
+    if result.failure:
+        print(f"error: {result.failure}; the rows before it are in {args.out}; run again to resume "
+              "(stored features make the done rows free)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from core.batch import labelled_metrics, score_rows
+
+    predictor = _predictor(args.head)
+    rows = _read_rows(args, require_label=True)
+    result = score_rows(rows, predictor, on_progress=_progress)
+    print(file=sys.stderr)
+    metrics = labelled_metrics(result.frame) or {}
+    report = {"n": int((result.frame["status"] != "error").sum()), "n_rows": len(rows),
+              "row_errors": int((result.frame["status"] == "error").sum()),
+              "head_version": predictor.card.get("version"), **metrics}
+    text = json.dumps(report, indent=2)
+    if args.json:
+        Path(args.json).write_text(text)
+    for head in ("text", "image", "fused"):
+        if head in metrics:
+            m = metrics[head]
+            print(f"{head:>6}: n={m['n']}  accuracy {m['accuracy']:.4f}  weighted F1 {m['weighted_f1']:.4f}  "
+                  f"macro F1 {m['macro_f1']:.4f}  ECE {m['ece']:.4f}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from core.build_head import build_head
+    from core.training import TrainConfig
+
+    train_config = TrainConfig(hidden=args.hidden, dropout=args.dropout, max_epochs=args.epochs, seed=args.seed,
+                               class_weighting=args.class_weighting, branch_labels=args.branch_labels)
+    card = build_head(Path(args.train), Path(args.dev), Path(args.images), Path(args.out),
+                      text_spec=args.text_encoder, image_spec=args.image_encoder, text_adapter=args.text_adapter,
+                      test_csv=Path(args.test) if args.test else None, train_config=train_config, note=args.note)
+    for split in ("dev", "test"):
+        if split in card["metrics"]:
+            for head in ("text", "image", "fused"):
+                m = card["metrics"][split][head]
+                print(f"{split} {head:>6}: accuracy {m['accuracy']:.4f}  weighted F1 {m['weighted_f1']:.4f}  "
+                      f"ECE {m['ece']:.4f} (uncalibrated {m['ece_uncalibrated']:.4f})")
+    return 0
+
+
+def cmd_finetune_text(args) -> int:
+    from core.data import read_table
+    from core.finetune import FinetuneConfig, finetune_text_encoder
+    from core.labels import LABEL_TO_INDEX, normalise_label
+
+    def texts_and_labels(path):
+        frame = read_table(Path(path))
+        keep = frame[args.text_column].fillna("").str.strip() != ""
+        frame = frame[keep]
+        return list(frame[args.text_column]), [LABEL_TO_INDEX[normalise_label(v)] for v in frame[args.label_column]]
+
+    train_texts, train_labels = texts_and_labels(args.train)
+    dev_texts, dev_labels = texts_and_labels(args.dev)
+    import numpy as np
+    summary = finetune_text_encoder(train_texts, np.array(train_labels), dev_texts, np.array(dev_labels),
+                                    Path(args.out), spec=args.text_encoder,
+                                    config=FinetuneConfig(epochs=args.epochs, seed=args.seed),
+                                    on_step=lambda row: print(json.dumps(row), flush=True))
+    print(json.dumps(summary["best"]))
+    return 0
+
+
+def cmd_encoders(args) -> int:
+    from core.encoders import EncoderUnavailable, known_specs, load_image_encoder, load_text_encoder
+
+    for kind, spec in known_specs():
+        loader = load_text_encoder if kind == "text" else load_image_encoder
+        try:
+            encoder = loader(spec)
+            print(f"{kind:5}  {spec:32}  loads   {encoder.dim}-d  id {encoder.id}")
+        except EncoderUnavailable as exc:
+            print(f"{kind:5}  {spec:32}  unavailable: {str(exc)[:160]}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from core.encoders import DEFAULT_IMAGE_SPEC, DEFAULT_TEXT_SPEC
+
+    parser = argparse.ArgumentParser(prog="python -m core.cli", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    score = sub.add_parser("score", help="score a CSV of text + image pairs")
+    score.add_argument("--csv", required=True)
+    score.add_argument("--images", default=None, help="folder the image column is relative to")
+    score.add_argument("--out", required=True)
+    score.add_argument("--head", default=None, help="head version id or version folder (default: active)")
+    _add_columns(score, "label")
+    score.set_defaults(run=cmd_score)
+
+    evaluate = sub.add_parser("eval", help="metrics of the three heads on a labelled CSV")
+    evaluate.add_argument("--csv", required=True)
+    evaluate.add_argument("--images", default=None)
+    evaluate.add_argument("--head", default=None)
+    evaluate.add_argument("--json", default=None, help="write the metrics here")
+    _add_columns(evaluate, "label")
+    evaluate.set_defaults(run=cmd_eval)
+
+    train = sub.add_parser("train", help="train a head version on labelled CSVs")
+    train.add_argument("--train", required=True)
+    train.add_argument("--dev", required=True)
+    train.add_argument("--test", default=None, help="evaluated once at the end; never used for choices")
+    train.add_argument("--images", required=True)
+    train.add_argument("--out", required=True)
+    train.add_argument("--text-encoder", default=DEFAULT_TEXT_SPEC)
+    train.add_argument("--text-adapter", default=None, help="LoRA adapter folder from finetune-text")
+    train.add_argument("--image-encoder", default=DEFAULT_IMAGE_SPEC)
+    train.add_argument("--hidden", type=int, default=256)
+    train.add_argument("--dropout", type=float, default=0.3)
+    train.add_argument("--epochs", type=int, default=60)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--class-weighting", choices=["none", "sqrt", "inverse"], default="sqrt")
+    train.add_argument("--branch-labels", choices=["pair", "modality"], default="pair")
+    train.add_argument("--note", default="")
+    train.set_defaults(run=cmd_train)
+
+    finetune = sub.add_parser("finetune-text", help="LoRA-fine-tune the text encoder on labelled texts")
+    finetune.add_argument("--train", required=True)
+    finetune.add_argument("--dev", required=True)
+    finetune.add_argument("--out", required=True)
+    finetune.add_argument("--text-encoder", default=DEFAULT_TEXT_SPEC)
+    finetune.add_argument("--text-column", default="text")
+    finetune.add_argument("--label-column", default="label")
+    finetune.add_argument("--epochs", type=int, default=2)
+    finetune.add_argument("--seed", type=int, default=0)
+    finetune.set_defaults(run=cmd_finetune_text)
+
+    encoders = sub.add_parser("encoders", help="list encoder specs and whether they load here")
+    encoders.set_defaults(run=cmd_encoders)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from core.data import TableError
+    from core.encoders import EncoderUnavailable
+
+    try:
+        return args.run(args)
+    except (TableError, EncoderUnavailable, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""Predictor = encoders + feature store + heads + temperatures.
+
+Gives the text-only, image-only and fused probabilities side by side, the prediction, its
+confidence and the modality-conflict flag. Only the heads whose inputs exist are reported: a pair
+without an image has no image-only and no fused result (the UI says why).
+"""
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from core import config
+from core.calibration import apply_temperature
+from core.conflict import conflict_flags
+from core.encoders import load_image_encoder, load_text_encoder
+from core.features import FeatureStore, content_key, cached_features, text_features
+from core.images import decode_image
+from core.labels import LABELS
+from core.model import HEAD_NAMES, HeadConfig, LateFusionHeads
+
+
+class HeadMismatch(ValueError):
+    """A head version trained on other encoders than the ones loaded."""
+
+
+@dataclass
+class PairPrediction:
+    probs: dict[str, np.ndarray | None]          # head → (3,) probabilities, None when absent
+    label: str | None                            # from the fused head, else the one head present
+    confidence: float | None
+    source: str | None                           # which head gave ``label``
+    conflict: bool
+    warnings: list[str] = field(default_factory=list)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    missing_reason: str | None = None
+
+
+def heads_from_card(tensors: dict[str, torch.Tensor], card: dict) -> LateFusionHeads:
+    head = HeadConfig(text_dim=int(card["text_encoder"]["dim"]), image_dim=int(card["image_encoder"]["dim"]),
+                      hidden=int(card.get("hidden", 256)), dropout=float(card.get("dropout", 0.3)))
+    return LateFusionHeads.from_tensors(tensors, head)
+
+
+def check_card_matches(card: dict, text_encoder, image_encoder) -> None:
+    for kind, encoder in (("text_encoder", text_encoder), ("image_encoder", image_encoder)):
+        want = card[kind]
+        if want.get("id") != encoder.id or int(want.get("dim")) != encoder.dim:
+            raise HeadMismatch(
+                f"this head version was trained on {kind.replace('_', ' ')} '{want.get('spec')}' "
+                f"(id {want.get('id')}, {want.get('dim')}-d) but '{encoder.describe()}' "
+                f"(id {encoder.id}, {encoder.dim}-d) is loaded; train a head for these encoders or load "
+                f"the encoders the head names")
+
+
+class Predictor:
+    def __init__(self, text_encoder, image_encoder, heads: LateFusionHeads, card: dict,
+                 store: FeatureStore | None = None):
+        check_card_matches(card, text_encoder, image_encoder)
+        self.text_encoder = text_encoder
+        self.image_encoder = image_encoder
+        self.heads = heads.eval()
+        self.card = card
+        self.store = store if store is not None else FeatureStore(None)
+        self.temperatures = {name: float((card.get("temperatures") or {}).get(name, 1.0)) for name in HEAD_NAMES}
+        self.conflict_threshold = float(card.get("conflict_threshold", 0.5))
+
+    @classmethod
+    def from_card(cls, tensors: dict[str, torch.Tensor], card: dict, store: FeatureStore | None = None,
+                  encoders: tuple | None = None) -> "Predictor":
+        """Build encoders the card names (or reuse ``encoders`` = (text, image) already loaded)."""
+        if encoders is None:
+            encoders = load_encoders_for_card(card)
+        return cls(encoders[0], encoders[1], heads_from_card(tensors, card), card, store)
+
+    def with_heads(self, tensors: dict[str, torch.Tensor], card: dict) -> "Predictor":
+        """Same encoders and store, other head version (switching versions costs no encoder load)."""
+        return Predictor(self.text_encoder, self.image_encoder, heads_from_card(tensors, card), card, self.store)
+
+    # ----- features → probabilities --------------------------------------------------------
+    @torch.no_grad()
+    def logits(self, text: np.ndarray, image: np.ndarray) -> dict[str, np.ndarray]:
+        out = self.heads(torch.as_tensor(text, dtype=torch.float32), torch.as_tensor(image, dtype=torch.float32))
+        return {name: value.numpy() for name, value in out.items()}
+
+    def probabilities(self, text: np.ndarray, image: np.ndarray, has_text: np.ndarray,
+                      has_image: np.ndarray) -> dict[str, np.ndarray]:
+        """head → (n, 3) calibrated probabilities; rows lacking a head's input are NaN."""
+        logits = self.logits(text, image)
+        present = {"text": has_text, "image": has_image, "fused": has_text & has_image}
+        probs = {}
+        for name in HEAD_NAMES:
+            p = apply_temperature(logits[name], self.temperatures[name])
+            p[~present[name]] = np.nan
+            probs[name] = p
+        return probs
+
+    def conflicts(self, probs: dict[str, np.ndarray]) -> np.ndarray:
+        text, image = np.nan_to_num(probs["text"]), np.nan_to_num(probs["image"])
+        return conflict_flags(text, image, self.conflict_threshold)
+
+    # ----- one pair (the explorer page) ----------------------------------------------------
+    def predict_pair(self, text: str | None = None, image: bytes | Image.Image | None = None) -> PairPrediction:
+        started = time.perf_counter()
+        timings, warnings = {}, []
+        text = text.strip() if isinstance(text, str) else None
+        text_vec = np.zeros((1, self.text_encoder.dim), np.float32)
+        image_vec = np.zeros((1, self.image_encoder.dim), np.float32)
+        if text:
+            t0 = time.perf_counter()
+            text_vec = text_features(self.text_encoder, self.store, [text])
+            timings["text_ms"] = (time.perf_counter() - t0) * 1000
+            if self.text_encoder.truncated([text])[0]:
+                warnings.append(f"text longer than {self.text_encoder.max_tokens} tokens: only the start was read")
+        if image is not None:
+            t0 = time.perf_counter()
+            image_vec = self.image_vector(image)
+            timings["image_ms"] = (time.perf_counter() - t0) * 1000
+        probs = self.probabilities(text_vec, image_vec, np.array([bool(text)]), np.array([image is not None]))
+        pair_probs = {name: None if np.isnan(p[0]).any() else p[0] for name, p in probs.items()}
+        source = next((name for name in ("fused", "text", "image") if pair_probs[name] is not None), None)
+        label = confidence = None
+        if source:
+            label = LABELS[int(np.argmax(pair_probs[source]))]
+            confidence = float(np.max(pair_probs[source]))
+        conflict = bool(text and image is not None and self.conflicts(probs)[0])
+        missing = None
+        if not text and image is None:
+            missing = "Give a text, an image or both."
+        elif not text:
+            missing = "No text given: only the image-only head can answer, so there is no fused result."
+        elif image is None:
+            missing = "No image given: only the text-only head can answer, so there is no fused result."
+        timings["total_ms"] = (time.perf_counter() - started) * 1000
+        return PairPrediction(pair_probs, label, confidence, source, conflict, warnings, timings, missing)
+
+    def image_vector(self, image: bytes | Image.Image) -> np.ndarray:
+        """Features of one image through the store (bytes are hashed; a PIL image is re-encoded as PNG
+        only to get a stable key)."""
+        if isinstance(image, Image.Image):
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG")
+            blob, decoded = buffer.getvalue(), image.convert("RGB")
+        else:
+            blob, decoded = bytes(image), None
+        key = content_key(blob)
+
+        def encode_missing(_positions):
+            pil = decoded if decoded is not None else decode_image(blob)
+            return self.image_encoder.encode([pil])
+
+        return cached_features(self.store, self.image_encoder.id, self.image_encoder.dim, [key], encode_missing)
+
+
+def load_encoders_for_card(card: dict):
+    text_spec = card["text_encoder"]["spec"].split("+adapter:")[0]
+    adapter = config.resolve_repo_path(card["text_encoder"].get("adapter"))
+    return load_text_encoder(text_spec, adapter=adapter), load_image_encoder(card["image_encoder"]["spec"])
+
+
+def load_default_predictor(store: FeatureStore | None = None, version: str | None = None,
+                           head_path: str | Path | None = None) -> Predictor:
+    """The active head of the user's registry (the shipped default unless they activated another),
+    a named version, or a version folder on disk."""
+    from core.registry import HeadRegistry, read_version_folder
+
+    if store is None:
+        store = FeatureStore(config.feature_store_path())
+    if head_path is not None:
+        tensors, card = read_version_folder(Path(head_path))
+    else:
+        registry = HeadRegistry(config.registry_root(), builtin=config.DEFAULT_HEAD_DIR)
+        tensors, card = registry.load(version or registry.active_version())
+    return Predictor.from_card(tensors, card, store)

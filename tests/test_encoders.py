@@ -1,0 +1,81 @@
+"""A user picks encoders by spec: the bundled defaults work offline, the seed's DistilBERT + ViT load
+by the same code path from a folder, and an unreachable hub name fails with a clear message."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.encoders import EncoderUnavailable, load_image_encoder, load_text_encoder
+
+
+def test_bundled_text_encoder_gives_384_d_mean_pooled_vectors(encoders):
+    text, _ = encoders
+    vectors = text.encode(["I love this", "I hate this", "I love this"])
+    assert vectors.shape == (3, 384) and text.dim == 384
+    np.testing.assert_allclose(vectors[0], vectors[2], atol=1e-5)  # padding in a batch changes nothing
+    single = text.encode(["I love this"])[0]
+    np.testing.assert_allclose(single, vectors[0], atol=1e-5)
+    # Sentence embeddings put the two opposite sentences closer than random but not identical.
+    assert not np.allclose(vectors[0], vectors[1])
+
+
+def test_bundled_image_encoder_gives_1280_d_pooled_features(encoders):
+    _, image = encoders
+    red = Image.new("RGB", (300, 200), (220, 30, 30))
+    blue = Image.new("RGB", (64, 64), (20, 30, 220))
+    vectors = image.encode([red, blue])
+    assert vectors.shape == (2, 1280) and image.dim == 1280
+    assert np.isfinite(vectors).all() and not np.allclose(vectors[0], vectors[1])
+
+
+def test_encoder_ids_are_stable_and_name_the_weights(encoders):
+    text, image = encoders
+    assert text.id == load_text_encoder().id and text.id.startswith("text:bundled:minilm-l6:")
+    assert image.id.startswith("image:bundled:efficientnet-lite0:")
+
+
+def test_long_text_is_flagged_as_truncated(encoders):
+    text, _ = encoders
+    assert text.truncated(["short", "word " * 400]) == [False, True]
+
+
+@pytest.fixture(scope="module")
+def tiny_seed_models(tmp_path_factory):
+    """Tiny random DistilBERT and ViT saved like a hub download would be."""
+    from transformers import (BertTokenizerFast, DistilBertConfig, DistilBertModel, ViTConfig,
+                              ViTImageProcessor, ViTModel)
+    from core.encoders import _bundled_minilm_folder
+
+    root = tmp_path_factory.mktemp("seed_models")
+    text_dir, image_dir = root / "distilbert-tiny", root / "vit-tiny"
+    DistilBertModel(DistilBertConfig(vocab_size=30522, dim=32, n_layers=1, n_heads=2, hidden_dim=64)).save_pretrained(text_dir)
+    BertTokenizerFast.from_pretrained(str(_bundled_minilm_folder())).save_pretrained(text_dir)
+    ViTModel(ViTConfig(image_size=32, patch_size=8, hidden_size=24, num_hidden_layers=1, num_attention_heads=2,
+                       intermediate_size=48), add_pooling_layer=False).save_pretrained(image_dir)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(image_dir)
+    return text_dir, image_dir
+
+
+def test_seed_distilbert_and_vit_load_from_a_folder_and_give_cls_vectors(tiny_seed_models):
+    text_dir, image_dir = tiny_seed_models
+    text = load_text_encoder(str(text_dir))
+    image = load_image_encoder(str(image_dir))
+    assert text.pooling == "cls" and text.dim == 32
+    assert text.encode(["hello world", "a longer sentence here"]).shape == (2, 32)
+    assert image.dim == 24 and image.encode([Image.new("RGB", (50, 40), "green")]).shape == (1, 24)
+
+
+def test_unreachable_hub_model_names_the_bundled_alternative(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(EncoderUnavailable) as text_error:
+        load_text_encoder("distilbert-base-uncased")
+    assert "bundled:minilm-l6" in str(text_error.value)
+    with pytest.raises(EncoderUnavailable) as image_error:
+        load_image_encoder("google/vit-base-patch16-224")
+    assert "bundled:efficientnet-lite0" in str(image_error.value)
+
+
+def test_unknown_bundled_spec_is_refused():
+    with pytest.raises(EncoderUnavailable, match="Available"):
+        load_text_encoder("bundled:nope")

@@ -1,0 +1,43 @@
+"""Nothing is encoded twice: the feature store keys vectors by encoder id + content hash."""
+from __future__ import annotations
+
+import numpy as np
+
+from core.features import FeatureStore, content_key, text_features
+
+
+class CountingEncoder:
+    id, dim = "text:fake:1", 4
+
+    def __init__(self):
+        self.seen = []
+
+    def encode(self, texts):
+        self.seen.extend(texts)
+        return np.array([[len(t), 1, 2, 3] for t in texts], dtype=np.float32)
+
+
+def test_same_text_is_encoded_once_even_across_store_reopens(tmp_path):
+    path = tmp_path / "features.sqlite"
+    encoder = CountingEncoder()
+    first = text_features(encoder, FeatureStore(path), ["good", "bad", "good"])
+    assert encoder.seen == ["good", "bad"]
+    again = text_features(encoder, FeatureStore(path), ["bad", "good", "new"])
+    assert encoder.seen == ["good", "bad", "new"]
+    np.testing.assert_array_equal(first[1], again[0])
+    np.testing.assert_array_equal(first[0], again[1])
+
+
+def test_another_encoder_never_reads_these_vectors(tmp_path):
+    store = FeatureStore(tmp_path / "f.sqlite")
+    a, b = CountingEncoder(), CountingEncoder()
+    b.id = "text:fake:2"
+    text_features(a, store, ["x"])
+    text_features(b, store, ["x"])
+    assert a.seen == ["x"] and b.seen == ["x"]
+    assert store.count("text:fake:1") == 1 and store.count() == 2
+
+
+def test_content_key_is_sha256_of_bytes():
+    assert content_key("abc") == content_key(b"abc")
+    assert len(content_key(b"")) == 64
