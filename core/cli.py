@@ -4,6 +4,7 @@
     python -m core.cli eval   --csv test.csv  --images DIR --json metrics.json [--head VERSION_OR_PATH]
     python -m core.cli train  --train train.csv --dev dev.csv --images DIR --out DIR [--test test.csv]
     python -m core.cli finetune-text --train train.csv --dev dev.csv --out DIR
+    python -m core.cli explain --text "..." --image photo.jpg
     python -m core.cli encoders
 """
 from __future__ import annotations
@@ -134,6 +135,16 @@ def cmd_finetune_text(args) -> int:
     return 0
 
 
+def cmd_explain(args) -> int:
+    from core.explain import explain_pair, format_explanation
+
+    predictor = _predictor(args.head)
+    image = Path(args.image).read_bytes() if args.image else None
+    explanation = explain_pair(predictor, args.text, image)
+    print(format_explanation(explanation))
+    return 0
+
+
 def cmd_encoders(args) -> int:
     from core.encoders import EncoderUnavailable, known_specs, load_image_encoder, load_text_encoder
 
@@ -198,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--epochs", type=int, default=2)
     finetune.add_argument("--seed", type=int, default=0)
     finetune.set_defaults(run=cmd_finetune_text)
+
+    explain = sub.add_parser("explain", help="why: word attributions and image saliency for one pair")
+    explain.add_argument("--text", default=None)
+    explain.add_argument("--image", default=None, help="path to an image file")
+    explain.add_argument("--head", default=None)
+    explain.set_defaults(run=cmd_explain)
 
     encoders = sub.add_parser("encoders", help="list encoder specs and whether they load here")
     encoders.set_defaults(run=cmd_encoders)

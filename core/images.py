@@ -93,21 +93,17 @@ def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
             image = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError:
         # Over Pillow's own hard limit (2 × Image.MAX_IMAGE_PIXELS): still tell the user the size.
-        size = _declared_size_without_bomb_check(data)
-        if size is None:
-            raise ImageError(f"image is far over the {_megapixels(max_pixels)} limit (refused before decoding)") from None
-        image = None
+        pillow_limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+        raise ImageError(_too_large(_declared_size_without_bomb_check(data), min(max_pixels, pillow_limit))) from None
     except UnidentifiedImageError:
         raise ImageError("not an image (the file is not a format we can read, such as JPEG, PNG, GIF or WebP)") from None
     except Exception as error:
         raise ImageError(f"corrupt image header ({error})") from None
-    width, height = image.size if image is not None else size
+    width, height = image.size
     if width <= 0 or height <= 0:
         raise ImageError(f"image has an impossible size {width}×{height}")
     if width * height > max_pixels:
-        raise ImageError(
-            f"image is {width}×{height} = {_megapixels(width * height)}, over the {_megapixels(max_pixels)} limit"
-        )
+        raise ImageError(_too_large((width, height), max_pixels))
     return image
 
 
@@ -175,6 +171,13 @@ def _high_depth_grey_to_rgb(image: Image.Image) -> Image.Image:
         values = values / 257.0  # 0..65535 onto 0..255
     grey = np.clip(np.nan_to_num(values), 0, 255).round().astype(np.uint8)
     return Image.fromarray(grey).convert("RGB")
+
+
+def _too_large(size: tuple[int, int] | None, limit: int) -> str:
+    if size is None:
+        return f"image is over the {_megapixels(limit)} limit (refused before decoding)"
+    width, height = size
+    return f"image is {width}×{height} = {_megapixels(width * height)}, over the {_megapixels(limit)} limit"
 
 
 def _megapixels(pixels: int) -> str:
