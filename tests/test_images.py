@@ -7,6 +7,8 @@ import zlib
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from core.images import MAX_IMAGE_BYTES, ImageError, decode_image, read_image_bytes
@@ -201,3 +203,49 @@ def test_reading_a_folder_instead_of_a_file_is_refused(tmp_path):
 def test_a_valid_file_reads_and_decodes(tmp_path):
     (tmp_path / "ok.webp").write_bytes(encode(Image.new("RGB", (12, 12), RED), "WEBP", lossless=True))
     assert decode_image(read_image_bytes(tmp_path / "ok.webp")).getpixel((6, 6)) == RED
+
+
+def jpeg_claiming(width: int, height: int) -> bytes:
+    """A small real JPEG whose frame header (SOF0) is patched to claim width×height."""
+    data = bytearray(encode(Image.new("RGB", (8, 8), RED), "JPEG"))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("width, height, expected", [
+    (7000, 7000, "7000×7000 = 49 Mpx, over the 40 Mpx limit"),
+    (20000, 20000, "20000×20000 = 400 Mpx, over the 40 Mpx limit"),  # beyond Pillow's own hard limit
+])
+def test_a_jpeg_bomb_is_refused_from_its_frame_header(width, height, expected):
+    with pytest.raises(ImageError, match=expected):
+        decode_image(jpeg_claiming(width, height))
+
+
+# --- property: no bytes at all can crash the decoder -----------------------------------------
+
+@settings(max_examples=80, deadline=None)
+@given(st.binary(max_size=300))
+def test_random_bytes_are_an_image_error_never_a_crash(data):
+    try:
+        image = decode_image(data)
+    except ImageError:
+        return
+    assert image.mode == "RGB"
+
+
+VALID_SAMPLES = [encode(Image.effect_noise((24, 24), 50).convert(mode), fmt)
+                 for mode, fmt in (("RGB", "JPEG"), ("RGBA", "PNG"), ("P", "GIF"), ("RGB", "WEBP"))]
+
+
+@settings(max_examples=150, deadline=None)
+@given(sample=st.sampled_from(VALID_SAMPLES), flips=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=6), cut=st.integers(0, 10_000))
+def test_damaged_real_images_are_an_image_error_or_a_valid_rgb_image(sample, flips, cut):
+    data = bytearray(sample[: max(1, cut % (len(sample) + 1))])
+    for position, value in flips:
+        data[position % len(data)] = value
+    try:
+        image = decode_image(bytes(data))
+    except ImageError:
+        return
+    assert image.mode == "RGB" and image.width >= 1
