@@ -43,7 +43,7 @@ def _read_rows(args, require_label: bool):
                          f"(columns found: {', '.join(frame.columns)})")
     return prepare_pairs(frame, text_column=args.text_column, image_column=args.image_column,
                          label_column=label_column, id_column=args.id_column,
-                         images_root=Path(args.images) if args.images else None)
+                         images_root=Path(args.images) if args.images else Path(args.csv).resolve().parent)
 
 
 def _progress(progress) -> None:
@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     score = sub.add_parser("score", help="score a CSV of text + image pairs")
     score.add_argument("--csv", required=True)
-    score.add_argument("--images", default=None, help="folder the image column is relative to")
+    score.add_argument("--images", default=None, help="folder the image column is relative to (default: the CSV's folder)")
     score.add_argument("--out", required=True)
     score.add_argument("--head", default=None, help="head version id or version folder (default: active)")
     _add_columns(score, "label")
