@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +12,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the hub is unreachable here; fail fast, not after retries
+# Tests never touch the user's real feature store or head registry.
+os.environ["MMSA_HOME"] = tempfile.mkdtemp(prefix="mmsa-tests-")
 
 MVSA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mvsa_single"
 
