@@ -1,0 +1,128 @@
+"""What the app holds per process: encoders, feature store, head registry and a predictor per version.
+
+The Streamlit pages wrap ``load_engine`` in ``st.cache_resource`` so the encoders load once per
+process; everything per user (the version they look at, a head they trained but did not save) lives
+in ``st.session_state``. No Streamlit here: the tests and the CLI can build the same engine.
+
+Where the heads come from:
+- ``MMSA_HEAD_DIR`` (a version folder: weights.safetensors + card.json) replaces the shipped default
+  as the registry's builtin head. Tests point it at a head trained on drawn pairs.
+- otherwise the shipped default in ``assets/models/default``.
+The registry itself lives under ``MMSA_HOME`` (see core.config); what is *active* is read from it on
+every call, so a version activated in one session is what the others get on their next rerun.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from core import config
+from core.features import FeatureStore
+from core.predict import Predictor, load_encoders_for_card
+from core.registry import CARD_FILE, HeadRegistry, RegistryError
+
+HEAD_DIR_ENV = "MMSA_HEAD_DIR"
+
+
+class EngineUnavailable(RuntimeError):
+    """No head to serve (none shipped, none configured): the message says what to do."""
+
+
+def builtin_head_dir() -> Path:
+    configured = os.environ.get(HEAD_DIR_ENV)
+    return Path(configured) if configured else config.DEFAULT_HEAD_DIR
+
+
+def open_registry(head_dir: Path | None = None) -> HeadRegistry:
+    return HeadRegistry(config.registry_root(), builtin=head_dir or builtin_head_dir())
+
+
+def engine_key() -> tuple[str, str]:
+    """What identifies an engine: the registry folder and the builtin head (the pages cache on it)."""
+    return str(config.registry_root()), str(builtin_head_dir())
+
+
+def device_description() -> str:
+    if torch.cuda.is_available():
+        return f"GPU: {torch.cuda.get_device_name(0)}"
+    threads = torch.get_num_threads()
+    return f"CPU ({platform.machine() or 'unknown'}, {threads} thread{'s' if threads != 1 else ''})"
+
+
+@dataclass
+class Engine:
+    """Encoders + store + registry, shared by every session of one process."""
+
+    text_encoder: object
+    image_encoder: object
+    store: FeatureStore
+    registry: HeadRegistry
+    _predictors: dict = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def active_version(self) -> str:
+        return self.registry.active_version()
+
+    def predictor(self, version: str | None = None) -> Predictor:
+        """The predictor of ``version`` (default: the active one). Versions are immutable once saved,
+        so each is built once and kept."""
+        version = version or self.active_version()
+        with self._lock:
+            if version not in self._predictors:
+                tensors, card = self.registry.load(version)
+                self._predictors[version] = Predictor(self.text_encoder, self.image_encoder,
+                                                      _heads(tensors, card), card, self.store)
+            return self._predictors[version]
+
+    def predictor_from(self, tensors, card: dict) -> Predictor:
+        """A predictor for heads that are not saved (a correction a user is still looking at)."""
+        return Predictor(self.text_encoder, self.image_encoder, _heads(tensors, card), card, self.store)
+
+    def expected(self) -> dict:
+        """What an uploaded version must match to run here (for HeadRegistry.import_zip)."""
+        base = self.predictor()
+        return {"text_encoder": {"id": self.text_encoder.id, "dim": self.text_encoder.dim},
+                "image_encoder": {"id": self.image_encoder.id, "dim": self.image_encoder.dim},
+                "tensor_shapes": base.heads.tensor_shapes()}
+
+
+def _heads(tensors, card):
+    from core.predict import heads_from_card
+    return heads_from_card(tensors, card)
+
+
+def load_engine(head_dir: Path | None = None) -> Engine:
+    """Open the registry, load the encoders the active head names, open the feature store."""
+    head_dir = head_dir or builtin_head_dir()
+    registry = open_registry(head_dir)
+    try:
+        version = registry.active_version()
+        card = registry.card(version)
+    except RegistryError as error:
+        hint = (f"no head found: the shipped default ({head_dir / CARD_FILE}) is missing. Train one with "
+                f"`python -m core.cli train …`, or point {HEAD_DIR_ENV} at a head version folder")
+        raise EngineUnavailable(f"{hint} ({error})") from error
+    text_encoder, image_encoder = load_encoders_for_card(card)
+    store = FeatureStore(config.feature_store_path())
+    engine = Engine(text_encoder, image_encoder, store, registry)
+    engine.predictor(version)  # fail now (wrong encoders, corrupt weights), not on the first click
+    return engine
+
+
+def headline_metrics(card: dict) -> dict[str, dict]:
+    """{split: {head: {accuracy, weighted_f1}}} from a card: test, dev, then the reference numbers a
+    corrected version records; empty when none are recorded."""
+    metrics = card.get("metrics") or {}
+    out = {}
+    for split in ("test", "dev", "reference"):
+        block = metrics.get(split) or {}
+        heads = {head: {"accuracy": block[head].get("accuracy"), "weighted_f1": block[head].get("weighted_f1")}
+                 for head in ("text", "image", "fused") if isinstance(block.get(head), dict)}
+        if heads:
+            out[split] = {"n": block.get("n"), **heads}
+    return out

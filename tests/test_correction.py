@@ -1,0 +1,163 @@
+"""A live correction fixes the pairs it is given without breaking the rest (core level, no browser).
+
+The figure the issue asks for: 20 labelled pairs that the active head gets wrong; after the
+correction at least 18 of them are right, and the fused head's accuracy on held-out reference pairs
+drops by no more than 1 point. Here the head is the fixture trained on drawn pairs; the MVSA version
+of the same measurement runs when MVSA-Single and the shipped default head are present.
+"""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from conftest import MVSA, make_pair_set
+from core.correction_set import CorrectionItem, CorrectionSet, corrected_card, items_from_rows, run_correction
+from core.data import prepare_pairs, read_table
+from core.training import CorrectionConfig, TrainingRefused
+
+SARCASM = ["oh great, another monday", "wonderful, the flight is cancelled again", "just perfect, rain on my day off",
+           "love waiting an hour for the bus", "fantastic, the printer jammed", "brilliant, my phone died",
+           "so glad the train is late again", "awesome, a parking ticket", "great job breaking my order",
+           "nice, the heating is off again"]
+
+
+def striped_image(seed: int) -> bytes:
+    """A style the fixture head never saw: magenta with diagonal stripes."""
+    import io
+    rng = random.Random(seed)
+    image = Image.new("RGB", (96, 72), (200 + rng.randint(-20, 20), 40, 200 + rng.randint(-20, 20)))
+    draw = ImageDraw.Draw(image)
+    for x in range(-72, 96, 12):
+        draw.line([x, 0, x + 72, 72], fill=(250, 250, 250), width=3)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def predictor(trained_head, encoders):
+    from core.features import FeatureStore
+    from core.predict import Predictor
+    from core.registry import read_version_folder
+
+    tensors, card = read_version_folder(trained_head)
+    return Predictor.from_card(tensors, card, FeatureStore(None), encoders=encoders)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, predictor, pair_sets):
+    """(replay, check): replay = the head's own training pairs, check = 60 fresh drawn pairs."""
+    from core.build_head import load_labelled_set
+
+    folder = tmp_path_factory.mktemp("reference")
+    check_csv = make_pair_set(folder, n_per_class=20, seed=7, name="reference.csv")
+    load = lambda csv: load_labelled_set(csv, csv.parent / "images", predictor.text_encoder,  # noqa: E731
+                                         predictor.image_encoder, predictor.store).features
+    return load(pair_sets["train"]), load(check_csv)
+
+
+def wrong_corrections(predictor, n: int = 20) -> list[CorrectionItem]:
+    """Sarcastic complaints over a new picture style, labelled negative; keep those the head gets wrong."""
+    wrong = []
+    for k in range(60):
+        text = f"{SARCASM[k % len(SARCASM)]} #{k}"
+        image = striped_image(k)
+        if predictor.predict_pair(text, image).label != "negative":
+            wrong.append(CorrectionItem(text, image, "negative", f"striped_{k}.png", "test"))
+        if len(wrong) == n:
+            break
+    return wrong
+
+
+def test_correction_fixes_twenty_wrong_pairs_and_keeps_the_reference(predictor, reference, capsys):
+    replay, check = reference
+    items = wrong_corrections(predictor)
+    assert len(items) == 20, "the fixture head should get at least 20 of these pairs wrong"
+    base_state = {k: v.clone() for k, v in predictor.heads.state_dict().items()}
+
+    run = run_correction(predictor, items, replay, check, CorrectionConfig())
+
+    assert run.right_before == 0
+    assert run.right_after >= 18, run.pairs
+    drop = run.reference_before["fused"] - run.reference_after["fused"]
+    assert drop <= 0.01, f"fused reference accuracy fell {drop:.1%}"
+    # The predictor other sessions use is untouched until a version is saved and activated.
+    assert all(torch_equal(v, predictor.heads.state_dict()[k]) for k, v in base_state.items())
+    with capsys.disabled():
+        print(f"\n[correction figure, fixture head] right {run.right_before}/20 -> {run.right_after}/20; "
+              f"fused reference accuracy {run.reference_before['fused']:.1%} -> {run.reference_after['fused']:.1%} "
+              f"on {run.n_reference} pairs; {len(run.history)} epochs, {run.seconds:.1f}s")
+
+    card = corrected_card(predictor.card, run, reference_name="drawn pairs", base_version="fixture")
+    assert card["training"]["right_after"] == run.right_after
+    assert card["metrics"]["reference"]["fused"]["accuracy"] == pytest.approx(run.reference_after["fused"])
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+    return bool(torch.equal(a, b))
+
+
+def test_correction_set_deduplicates_and_refuses_empty(predictor):
+    image = striped_image(1)
+    items = CorrectionSet()
+    assert items.add(CorrectionItem("oh great", image, "negative"))
+    assert not items.add(CorrectionItem("oh great", image, "pos"))  # same pair: label updated, not duplicated
+    assert len(items) == 1 and items.items[0].label == "positive"
+    assert items.label_counts()["positive"] == 1
+    with pytest.raises(ValueError):
+        CorrectionItem("", image, "negative")
+    with pytest.raises(TrainingRefused):
+        run_correction(predictor, [], None, None)
+
+
+def test_items_from_rows_lists_bad_rows(tmp_path):
+    csv = make_pair_set(tmp_path, n_per_class=1, seed=3)
+    frame = read_table(csv)
+    frame.loc[len(frame)] = {"id": "x", "text": "no picture here", "image": "", "label": "positive"}
+    frame.loc[len(frame)] = {"id": "y", "text": "bad label", "image": frame.loc[0, "image"], "label": "maybe"}
+    rows = prepare_pairs(frame, label_column="label", images_root=tmp_path / "images")
+    items, problems = items_from_rows(rows, "upload")
+    assert len(items) == 3
+    assert len(problems) == 2 and "both a text and an image" in problems[0] and "unknown label" in problems[1]
+
+
+DEFAULT_HEAD = Path(__file__).resolve().parents[1] / "assets" / "models" / "default"
+
+
+@pytest.mark.skipif(not (MVSA / "dev.csv").exists() or not (DEFAULT_HEAD / "card.json").exists(),
+                    reason="needs MVSA-Single and the shipped default head")
+def test_correction_on_mvsa_with_the_default_head(encoders, capsys):
+    """The README figure: 20 MVSA dev pairs the shipped head gets wrong, replaying train pairs; the
+    reference is the rest of dev. Costs a feature-store pass over MVSA the first time."""
+    from core import config
+    from core.build_head import load_labelled_set
+    from core.features import FeatureStore
+    from core.predict import Predictor
+    from core.registry import read_version_folder
+    from core.training import correct_heads, predict_logits
+
+    tensors, card = read_version_folder(DEFAULT_HEAD)
+    store = FeatureStore(config.feature_store_path())
+    pred = Predictor.from_card(tensors, card, store, encoders=encoders)
+    load = lambda name: load_labelled_set(MVSA / name, MVSA / "images", pred.text_encoder,  # noqa: E731
+                                          pred.image_encoder, store).features
+    dev, train = load("dev.csv"), load("train.csv")
+    fused = predict_logits(pred.heads, dev)["fused"].argmax(1)
+    wrong = np.flatnonzero(fused != dev.labels)[:20]
+    keep = np.setdiff1d(np.arange(len(dev)), wrong)
+    corrections, check = dev.subset(wrong), dev.subset(keep)
+    acc = lambda model, data: float((predict_logits(model, data)["fused"].argmax(1) == data.labels).mean())  # noqa: E731
+    before = acc(pred.heads, check)
+    result = correct_heads(pred.heads, corrections, train, CorrectionConfig())
+    right_after = int((predict_logits(result.model, corrections)["fused"].argmax(1) == corrections.labels).sum())
+    after = acc(result.model, check)
+    with capsys.disabled():
+        print(f"\n[correction figure, MVSA] right 0/20 -> {right_after}/20; fused accuracy on the other "
+              f"{len(check)} dev pairs {before:.1%} -> {after:.1%}; {len(result.history)} epochs")
+    assert right_after >= 18
+    assert before - after <= 0.01
