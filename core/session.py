@@ -18,6 +18,7 @@ import platform
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -96,8 +97,9 @@ def _heads(tensors, card):
     return heads_from_card(tensors, card)
 
 
-def load_engine(head_dir: Path | None = None) -> Engine:
-    """Open the registry, load the encoders the active head names, open the feature store."""
+def load_engine(head_dir: Path | None = None, encoders: Callable[[dict], tuple] | None = None) -> Engine:
+    """Open the registry, load the encoders the active head names, open the feature store.
+    ``encoders(card) -> (text, image)`` lets a caller reuse encoders it already holds."""
     head_dir = head_dir or builtin_head_dir()
     registry = open_registry(head_dir)
     try:
@@ -107,7 +109,7 @@ def load_engine(head_dir: Path | None = None) -> Engine:
         hint = (f"no head found: the shipped default ({head_dir / CARD_FILE}) is missing. Train one with "
                 f"`python -m core.cli train …`, or point {HEAD_DIR_ENV} at a head version folder")
         raise EngineUnavailable(f"{hint} ({error})") from error
-    text_encoder, image_encoder = load_encoders_for_card(card)
+    text_encoder, image_encoder = (encoders or load_encoders_for_card)(card)
     store = FeatureStore(config.feature_store_path())
     engine = Engine(text_encoder, image_encoder, store, registry)
     engine.predictor(version)  # fail now (wrong encoders, corrupt weights), not on the first click

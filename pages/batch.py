@@ -1,0 +1,210 @@
+"""Batch scoring: a CSV of pairs plus their images, scored with a progress bar; charts, metrics, download."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from core import charts, config
+from core.batch import PROBABILITY_COLUMNS, labelled_metrics, score_rows
+from core.batch_report import branch_confidences, branch_predictions, reliability_by_head, scored, wrong_rows
+from core.correction_set import items_from_rows
+from core.data import TableError, prepare_pairs, read_table, to_safe_csv_bytes
+from core.labels import LABELS
+from core.paths import UnsafePathError
+from core.uploads import count_images, extract_images_zip, save_uploaded_files, server_folder
+from pages.common import active_predictor, corrections, duration, engine, head_label, pct, session_dir
+
+IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp"]
+NONE = "(none)"
+SOURCES = ["Upload a folder", "Upload image files", "Upload a zip", "A folder on the server", "No images"]
+
+st.title("Batch scoring")
+st.caption("Score a whole table of text + image pairs. Bad rows are listed with their reason; the good "
+           "rows are scored anyway. With a label column you also get accuracy, F1 and confusion matrices.")
+
+eng = engine()
+version, predictor = active_predictor(eng)
+state = st.session_state
+
+# ----- 1. the table -------------------------------------------------------------------------------
+st.subheader("1. Your table")
+csv_file = st.file_uploader("CSV file with one pair per row", type=["csv", "txt"], key="batch_csv",
+                            help="Columns for the text, the image file name and (optionally) the label.")
+if csv_file is None:
+    st.info("Upload a CSV to begin. Example header: `id,text,image,label` — `image` is a file name "
+            "relative to the image folder you choose below.")
+    st.stop()
+try:
+    table = read_table(csv_file.getvalue())
+except TableError as error:
+    st.error(f"This CSV cannot be used: {error}")
+    st.stop()
+st.caption(f"{len(table):,} rows · columns: {', '.join(table.columns)} · read as {table.attrs.get('encoding', '?')}")
+st.dataframe(table.head(5), hide_index=True)
+
+# ----- 2. the images ------------------------------------------------------------------------------
+st.subheader("2. The images")
+source = st.radio("Where are the images?", SOURCES, horizontal=True, key="batch_image_source")
+images_root = None
+
+
+def _from_uploads(files, kind: str):
+    """Write the uploaded files once per distinct upload (reruns reuse the folder)."""
+    signature = (kind, tuple((f.name, f.size) for f in files))
+    if state.get("batch_images_sig") != signature:
+        target = session_dir("batch") / f"upload-{len(state.get('batch_images_history', []))}"
+        state.setdefault("batch_images_history", []).append(str(target))
+        if kind == "zip":
+            root, skipped = extract_images_zip(files[0].getvalue(), target), []
+        else:
+            root, skipped = save_uploaded_files([(f.name, f.getvalue()) for f in files], target)
+        state["batch_images_sig"], state["batch_images_root"], state["batch_images_skipped"] = signature, str(root), skipped
+    for note in state.get("batch_images_skipped", []):
+        st.warning(f"Skipped an uploaded file: {note}")
+    return state["batch_images_root"]
+
+
+try:
+    if source == "Upload a folder":
+        files = st.file_uploader("Image folder", accept_multiple_files="directory", type=IMAGE_TYPES,
+                                 key="batch_images_dir")
+        images_root = _from_uploads(files, "files") if files else None
+    elif source == "Upload image files":
+        files = st.file_uploader("Image files", accept_multiple_files=True, type=IMAGE_TYPES, key="batch_images_files")
+        images_root = _from_uploads(files, "files") if files else None
+    elif source == "Upload a zip":
+        archive = st.file_uploader("Zip of the images", type=["zip"], key="batch_images_zip")
+        images_root = _from_uploads([archive], "zip") if archive else None
+    elif source == "A folder on the server":
+        root = config.data_root()
+        folder = st.text_input(f"Folder under {root}", key="batch_images_server",
+                               help="Only folders inside the configured data root (MMSA_DATA_ROOT) can be read.")
+        images_root = str(server_folder(folder, root)) if folder.strip() else None
+except (UnsafePathError, NotADirectoryError, OSError) as error:
+    st.error(f"These images cannot be used: {error}")
+    images_root = None
+if images_root:
+    st.caption(f"{count_images(images_root):,} image files found.")
+elif source != "No images":
+    st.caption("No images yet: rows that name an image will be listed as bad rows.")
+
+# ----- 3. columns ---------------------------------------------------------------------------------
+st.subheader("3. Columns")
+columns = list(table.columns)
+
+
+def _guess(*names: str) -> int:
+    for i, column in enumerate(columns):
+        if column.strip().lower() in names:
+            return i + 1
+    return 0
+
+
+c1, c2, c3, c4 = st.columns(4)
+text_col = c1.selectbox("Text", [NONE, *columns], index=_guess("text", "tweet", "caption", "review"), key="batch_text_col")
+image_col = c2.selectbox("Image file", [NONE, *columns], index=_guess("image", "image_path", "file", "img"),
+                         key="batch_image_col")
+label_col = c3.selectbox("Label (optional)", [NONE, *columns], index=_guess("label", "sentiment"), key="batch_label_col")
+id_col = c4.selectbox("ID (optional)", [NONE, *columns], index=_guess("id"), key="batch_id_col")
+pick = lambda value: None if value == NONE else value  # noqa: E731
+
+if st.button("Score the table", type="primary", key="batch_score"):
+    if pick(text_col) is None and pick(image_col) is None:
+        st.error("Choose a text column, an image column or both.")
+    else:
+        try:
+            rows = prepare_pairs(table, text_column=pick(text_col), image_column=pick(image_col),
+                                 label_column=pick(label_col), id_column=pick(id_col),
+                                 images_root=None if images_root is None else Path(images_root))
+        except TableError as error:
+            st.error(f"The column choice does not fit this table: {error}")
+        else:
+            bar = st.progress(0.0, text=f"Scoring {len(rows):,} rows…")
+            started = time.perf_counter()
+
+            def on_progress(p):
+                bar.progress(p.done / max(p.total, 1),
+                             text=f"{p.done:,} / {p.total:,} rows · {p.errors:,} bad · about {duration(p.eta_s)} left")
+
+            result = score_rows(rows, predictor, on_progress=on_progress)
+            bar.progress(1.0, text=f"Done: {result.completed:,} / {result.total:,} rows in "
+                                   f"{duration(time.perf_counter() - started)}")
+            state["batch"] = {"result": result, "rows": rows, "version": version, "name": csv_file.name,
+                              "seconds": time.perf_counter() - started}
+
+# ----- results ------------------------------------------------------------------------------------
+batch = state.get("batch")
+if not batch:
+    st.stop()
+result = batch["result"]
+frame = result.frame
+st.divider()
+st.subheader("Results")
+if result.failure:
+    st.error(f"Scoring stopped early ({result.failure}). The {result.completed:,} rows scored so far are shown.")
+bad = frame[frame["status"] == "error"]
+good = scored(frame)
+m1, m2, m3, m4 = st.columns(4)
+m1.metric("Rows scored", f"{len(good):,}")
+m2.metric("Bad rows", f"{len(bad):,}")
+m3.metric("Modality conflicts", f"{int(frame['conflict'].sum()):,}")
+m4.metric("Time", duration(batch["seconds"]))
+st.caption(f"{batch['name']} · head version {batch['version']}")
+
+if len(bad):
+    with st.expander(f"{len(bad):,} bad row{'s' if len(bad) != 1 else ''} were not scored — see why", expanded=True):
+        listing = pd.DataFrame({"line in CSV": bad["row"] + 2, "id": bad["id"], "reason": bad["message"]})
+        st.dataframe(listing, hide_index=True)
+
+if len(good):
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(charts.class_distribution_chart(branch_predictions(good)), key="batch_distribution")
+    c2.plotly_chart(charts.confidence_histogram(branch_confidences(good)), key="batch_confidence")
+
+metrics = labelled_metrics(good) if len(good) else None
+if metrics:
+    st.subheader("Against your labels")
+    st.dataframe(pd.DataFrame([{"Branch": head_label(h), "Pairs": m["n"], "Accuracy": pct(m["accuracy"]),
+                                "Weighted F1": pct(m["weighted_f1"]), "Macro F1": pct(m["macro_f1"])}
+                               for h, m in metrics.items()]), hide_index=True)
+    tabs = st.tabs([head_label(h) for h in metrics])
+    for tab, (head, m) in zip(tabs, metrics.items()):
+        with tab:
+            left, right = st.columns(2)
+            report = pd.DataFrame([{"class": c, "precision": pct(v["precision"]), "recall": pct(v["recall"]),
+                                    "F1": pct(v["f1"]), "support": v["support"]} for c, v in m["per_class"].items()])
+            left.dataframe(report, hide_index=True)
+            right.plotly_chart(charts.confusion_matrix_chart(m["confusion_matrix"], f"Confusion matrix — {head_label(head)}"),
+                               key=f"batch_confusion_{head}")
+    st.plotly_chart(charts.reliability_diagram(reliability_by_head(good)), key="batch_reliability")
+    st.caption("Reliability: when the model says 80 % sure, is it right 80 % of the time? Points on the "
+               "dashed line mean yes.")
+
+st.subheader("Scored rows")
+only_conflicts = st.checkbox("Show only modality conflicts", key="batch_only_conflicts")
+shown = frame[frame["conflict"]] if only_conflicts else frame
+percent = {c: st.column_config.NumberColumn(c.removeprefix("p_").replace("_", " "), format="percent")
+           for c in PROBABILITY_COLUMNS + ["confidence"]}
+st.dataframe(shown, hide_index=True, column_config=percent)
+st.download_button("Download the scored CSV", to_safe_csv_bytes(frame),
+                   file_name=f"scored-{batch['name'].rsplit('.', 1)[0]}.csv", mime="text/csv", key="batch_download",
+                   help="Cells that a spreadsheet would run as a formula are neutralised with a leading quote.")
+
+wrong = wrong_rows(frame)
+if len(wrong):
+    st.subheader("Teach the model")
+    st.caption(f"{len(wrong):,} labelled pair{'s' if len(wrong) != 1 else ''} were predicted wrongly.")
+    if st.button(f"Send {len(wrong):,} wrongly predicted pairs to the correction set", key="batch_send_wrong"):
+        by_row = {row.row: row for row in batch["rows"]}
+        items, problems = items_from_rows([by_row[r] for r in wrong["row"]], "batch")
+        added = sum(corrections().add(item) for item in items)
+        st.success(f"Added {added} pair(s); the correction set now holds {len(corrections())}. "
+                   "Train on them on the *Correct the model* page.")
+        for problem in problems:
+            st.warning(problem)
+elif metrics:
+    st.caption("Every labelled pair was predicted correctly: nothing to send to the correction set.")
+st.caption(f"Labels: {', '.join(LABELS)}.")

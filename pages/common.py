@@ -1,0 +1,94 @@
+"""Streamlit glue shared by the pages: the cached engine, per-user state, small formatting helpers.
+
+Not a page itself (st.navigation only runs the files streamlit_app.py lists). Model logic stays in
+core/; this file only decides what is cached per process and what is kept per session.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import streamlit as st
+
+from core import session
+from core.correction_set import CorrectionSet
+from core.encoders import EncoderUnavailable
+from core.registry import RegistryError
+
+
+@st.cache_resource(show_spinner="Loading the encoders (once per server process)…")
+def _encoders(text_spec: str, adapter: str | None, image_spec: str):
+    from core.predict import load_encoders_for_card
+    return load_encoders_for_card({"text_encoder": {"spec": text_spec, "adapter": adapter},
+                                   "image_encoder": {"spec": image_spec}})
+
+
+def _cached_encoders(card: dict):
+    return _encoders(card["text_encoder"]["spec"], card["text_encoder"].get("adapter"),
+                     card["image_encoder"]["spec"])
+
+
+@st.cache_resource(show_spinner="Loading the active head…")
+def _engine(registry_root: str, head_dir: str) -> session.Engine:
+    return session.load_engine(Path(head_dir), encoders=_cached_encoders)
+
+
+def engine() -> session.Engine:
+    """The process-wide engine; stops the page with a clear message when no head can be loaded."""
+    try:
+        return _engine(*session.engine_key())
+    except (session.EngineUnavailable, EncoderUnavailable, RegistryError, ValueError) as error:
+        st.error(f"The model could not be loaded: {error}")
+        st.stop()
+
+
+def active_predictor(eng: session.Engine):
+    """(version, predictor) of the version that is active *now* (another session may have switched)."""
+    try:
+        version = eng.active_version()
+        return version, eng.predictor(version)
+    except (RegistryError, ValueError) as error:
+        st.error(f"The active head version cannot be used: {error}")
+        st.stop()
+
+
+@st.cache_resource(show_spinner="Encoding the reference set (first time only, about 20 s for MVSA dev)…")
+def _reference(source: str, text_id: str, image_id: str, _eng: session.Engine):
+    from core.examples import load_reference_set
+    return load_reference_set(_eng.text_encoder, _eng.image_encoder, _eng.store)
+
+
+def reference_set(eng: session.Engine):
+    from core.examples import reference_source
+    _, csv_path, _ = reference_source()
+    return _reference(str(csv_path), eng.text_encoder.id, eng.image_encoder.id, eng)
+
+
+def corrections() -> CorrectionSet:
+    """This user's correction set (filled from every page, trained on the correction page)."""
+    if "corrections" not in st.session_state:
+        st.session_state["corrections"] = CorrectionSet()
+    return st.session_state["corrections"]
+
+
+def session_dir(name: str) -> Path:
+    """A temp folder for this session's uploads (one per purpose, reused across reruns)."""
+    key = f"_tmpdir_{name}"
+    if key not in st.session_state or not Path(st.session_state[key]).is_dir():
+        st.session_state[key] = tempfile.mkdtemp(prefix=f"mmsa-{name}-")
+    return Path(st.session_state[key])
+
+
+def pct(value: float | None, digits: int = 1) -> str:
+    return "–" if value is None else f"{value * 100:.{digits}f}%"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "…"
+    seconds = int(round(seconds))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+def head_label(head: str) -> str:
+    return {"text": "Text only", "image": "Image only", "fused": "Fused"}.get(head, head)

@@ -1,0 +1,135 @@
+"""Explore a pair: one text and/or one image through the three heads, side by side."""
+from __future__ import annotations
+
+import streamlit as st
+
+from core import charts
+from core.correction_set import CorrectionItem
+from core.examples import example_pairs
+from core.images import ImageError, decode_image
+from core.labels import LABELS
+from pages.common import active_predictor, corrections, engine, head_label, pct
+
+st.title("Explore a pair")
+st.caption("Type a text, upload a picture, or both. The model answers from the text alone, the image alone "
+           "and the two together, and tells you when the text and the picture disagree.")
+
+eng = engine()
+version, predictor = active_predictor(eng)
+state = st.session_state
+
+# ----- examples -----------------------------------------------------------------------------------
+examples = example_pairs()
+if examples:
+    with st.expander("Try an example pair (made for this project)", expanded=not state.get("explore_text")):
+        names = {f"{e.id} — {e.note or e.label}": e for e in examples}
+        choice = st.selectbox("Example", list(names), key="explore_example_choice",
+                              help="Short texts and Pillow-drawn pictures; the two 'conflict' pairs disagree on purpose.")
+        if st.button("Use this example", key="explore_use_example"):
+            example = names[choice]
+            state["explore_text"] = example.text
+            state["explore_example_image"] = (example.image_path.name, example.image_bytes())
+            state.pop("explore_result", None)
+
+# ----- inputs -------------------------------------------------------------------------------------
+left, right = st.columns(2)
+with left:
+    text = st.text_area("Text", key="explore_text", height=140, placeholder="e.g. What a gorgeous day at the beach!")
+with right:
+    upload = st.file_uploader("Image", type=["jpg", "jpeg", "png", "webp", "gif", "bmp"], key="explore_upload")
+    image_name, image_bytes = None, None
+    if upload is not None:
+        image_name, image_bytes = upload.name, upload.getvalue()
+    elif state.get("explore_example_image"):
+        image_name, image_bytes = state["explore_example_image"]
+    if image_bytes is not None:
+        try:
+            st.image(decode_image(image_bytes), caption=image_name, width=260)
+        except (ImageError, OSError, ValueError) as error:
+            st.error(f"This image cannot be read: {error}")
+            image_bytes = None
+        if upload is None and st.button("Remove the example image", key="explore_clear_image"):
+            state.pop("explore_example_image", None)
+            state.pop("explore_result", None)
+            st.rerun()
+
+if st.button("Analyse", type="primary", key="explore_analyse"):
+    if not (text and text.strip()) and image_bytes is None:
+        st.error("Give a text, an image or both.")
+    else:
+        try:
+            prediction = predictor.predict_pair(text, image_bytes)
+        except (ImageError, OSError, ValueError) as error:
+            st.error(f"Could not analyse this pair: {error}")
+        else:
+            state["explore_result"] = {"text": text, "image": image_bytes, "image_name": image_name,
+                                       "prediction": prediction, "version": version}
+            state.pop("explore_explanation", None)
+
+# ----- result -------------------------------------------------------------------------------------
+result = state.get("explore_result")
+if result:
+    p = result["prediction"]
+    st.divider()
+    st.subheader("Result")
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Prediction", p.label or "–", help=f"from the {head_label(p.source).lower()} head" if p.source else None)
+    c2.metric("Confidence", pct(p.confidence))
+    c3.metric("Time taken", f"{p.timings_ms.get('total_ms', 0):.0f} ms")
+    st.caption(f"Answer from the **{head_label(p.source)}** head · head version {result['version']}")
+    if p.conflict:
+        text_label = LABELS[int(p.probs["text"].argmax())]
+        image_label = LABELS[int(p.probs["image"].argmax())]
+        st.warning(f"⚠️ **Modality conflict:** the text reads **{text_label}** "
+                   f"({pct(float(p.probs['text'].max()))}) but the image looks **{image_label}** "
+                   f"({pct(float(p.probs['image'].max()))}). Treat the fused answer with care.")
+    if p.missing_reason:
+        st.info(p.missing_reason)
+    for warning in p.warnings:
+        st.warning(warning)
+    st.plotly_chart(charts.probability_chart(p.probs), key="explore_chart")
+
+    # ----- explanation (core.explain, when present) -----
+    with st.expander("Explain: which words and which parts of the image mattered"):
+        try:
+            from core.explain import explain_pair
+        except ImportError:
+            st.info("Explanations are not available in this installation.")
+        else:
+            if st.button("Explain this prediction", key="explore_explain"):
+                with st.spinner("Measuring each word and image region…"):
+                    try:
+                        state["explore_explanation"] = explain_pair(predictor, result["text"], result["image"])
+                    except (ImageError, OSError, ValueError, RuntimeError) as error:
+                        st.error(f"Could not explain this pair: {error}")
+            explanation = state.get("explore_explanation")
+            if explanation is not None:
+                st.caption(f"Explained in {explanation.seconds:.1f} s. " + " ".join(explanation.notes))
+                for head in ("text", "fused"):
+                    scores = explanation.token_scores.get(head)
+                    if scores and explanation.tokens:
+                        predicted = explanation.predicted.get(head, "?")
+                        st.markdown(f"**{head_label(head)} head → {predicted}**")
+                        st.markdown(charts.token_attribution_html(explanation.tokens, scores),
+                                    unsafe_allow_html=True)
+                if explanation.heatmap is not None and result["image"] is not None:
+                    overlay = charts.saliency_overlay(decode_image(result["image"]), explanation.heatmap)
+                    head = explanation.heatmap_head or "image"
+                    st.image(overlay, width=320,
+                             caption=f"Where the {head_label(head).lower()} head looked (red = most important)")
+
+    # ----- add to the correction set -----
+    st.divider()
+    st.subheader("Wrong? Teach the model")
+    if result["text"] and result["text"].strip() and result["image"] is not None:
+        default = LABELS.index(p.label) if p.label in LABELS else 0
+        cols = st.columns([2, 1])
+        label = cols[0].selectbox("The right label for this pair", LABELS, index=default, key="explore_label")
+        cols[1].write("")
+        if cols[1].button("Add to correction set", key="explore_add"):
+            item = CorrectionItem(result["text"], result["image"], label, result["image_name"] or "image", "explorer")
+            added = corrections().add(item)
+            st.success(f"{'Added' if added else 'Updated'}: the correction set now holds {len(corrections())} "
+                       "pair(s). Train on them on the *Correct the model* page.")
+    else:
+        st.caption("Only pairs with both a text and an image can be added to the correction set.")

@@ -1,0 +1,65 @@
+"""Home: what the tool does and which model is serving."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core.session import device_description, headline_metrics
+from pages.common import active_predictor, corrections, engine, head_label, pct
+
+st.title("Multimodal sentiment dashboard")
+st.markdown(
+    "Social posts and product reviews come as **a short text and a picture**. This tool reads both and "
+    "says whether the pair is **negative, neutral or positive** — from the text alone, from the image "
+    "alone, and from both together — and warns when the text and the picture disagree."
+)
+
+c1, c2, c3 = st.columns(3)
+with c1:
+    st.page_link("pages/explore.py", label="Explore a pair", icon=":material/search:")
+    st.caption("One text and/or image: three sets of probabilities, the conflict check, an explanation.")
+with c2:
+    st.page_link("pages/batch.py", label="Batch scoring", icon=":material/table:")
+    st.caption("A CSV and its images: scores, charts, accuracy when labels exist, a safe CSV download.")
+with c3:
+    st.page_link("pages/correct.py", label="Correct the model", icon=":material/tune:")
+    st.caption("Teach the model the pairs it got wrong, check nothing broke, save and activate a version.")
+
+st.divider()
+eng = engine()
+version, predictor = active_predictor(eng)
+card = predictor.card
+
+st.subheader("The model serving now")
+m1, m2, m3, m4 = st.columns(4)
+m1.metric("Head version", version)
+m2.metric("Text encoder", card["text_encoder"]["spec"])
+m3.metric("Image encoder", card["image_encoder"]["spec"])
+m4.metric("Device", device_description())
+st.caption(
+    f"Heads over {card['text_encoder']['dim']}-d text and {card['image_encoder']['dim']}-d image features. "
+    + (f"Note: {card['note']}. " if card.get("note") else "")
+    + ("This is the shipped default." if card.get("builtin") else f"Derived from version {card.get('parent') or '—'}.")
+)
+
+metrics = headline_metrics(card)
+if metrics:
+    split = next(iter(metrics))
+    block = metrics[split]
+    where = {"test": "held-out test set", "dev": "development set",
+             "reference": (card.get("metrics", {}).get("reference", {}).get("name") or "reference set")}[split]
+    st.markdown(f"**Scores on the {where}** ({block.get('n') or '?'} pairs)")
+    table = pd.DataFrame([
+        {"Branch": head_label(h), "Accuracy": pct(block[h].get("accuracy")),
+         "Weighted F1": pct(block[h].get("weighted_f1")) if block[h].get("weighted_f1") is not None else "–"}
+        for h in ("text", "image", "fused") if h in block
+    ])
+    st.dataframe(table, hide_index=True, width="content")
+else:
+    st.info("This head version records no test metrics.")
+
+n_versions = len(eng.registry.versions())
+n_corrections = len(corrections())
+st.caption(f"{n_versions} head version{'s' if n_versions != 1 else ''} available · "
+           f"your correction set holds {n_corrections} pair{'s' if n_corrections != 1 else ''} · "
+           "the model is loaded once per server process and shared by every session.")
