@@ -15,8 +15,8 @@ go through the feature store, which would fill it with texts and pictures nobody
   the encoder sees (``resize_and_center_crop``) and is placed back into the full picture; the cut
   edges get 0 (the model never saw them). Any other encoder (a Hugging Face ViT, ...) falls back to
   occlusion in image space: grey out each cell of a grid on the picture, re-run the encoder's own
-  preprocessing and measure the probability drop, so the map lines up with the picture whatever
-  resize or crop that processor does.
+  preprocessing and measure the drop in the head's log-odds for its class, so the map lines up
+  with the picture whatever resize or crop that processor does.
 
 Both use the same sign convention as ``core.charts.token_attribution_html`` and
 ``core.charts.saliency_overlay``: more = towards the predicted class.
@@ -102,6 +102,13 @@ def _normalise_heat(scores: np.ndarray) -> np.ndarray:
     return (scores - scores.min()) / span
 
 
+def _rescale(heat: np.ndarray) -> np.ndarray:
+    """Clip to 0..1 and put the strongest pixel back at exactly 1 (bilinear resizing shaves the peak)."""
+    heat = np.clip(heat, 0.0, None)
+    top = float(heat.max()) if heat.size else 0.0
+    return np.clip(heat / top, 0.0, 1.0) if top > 0 else heat
+
+
 def _resize_map(values: np.ndarray, width: int, height: int) -> np.ndarray:
     """Bilinear resize of a small float map (a float32 array becomes a Pillow 'F' image)."""
     small = Image.fromarray(np.asarray(values, dtype=np.float32))
@@ -147,6 +154,19 @@ def _center_crop_box(width: int, height: int, size: int) -> tuple[int, int, int,
     return (max(0, round(box[0])), max(0, round(box[1])), min(width, round(box[2])), min(height, round(box[3])))
 
 
+def _log_odds(logits: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
+    """log p(target) − log(1 − p(target)) per row, target = the row's predicted class by default.
+
+    Evidence for the class against the other two. Unlike the probability (or its log), it does not
+    saturate: a head that is 99.99 % sure still has a gradient and still ranks regions. Temperature
+    scaling divides it by a constant, so it changes no ranking and is left out."""
+    if target is None:
+        target = logits.argmax(dim=-1)
+    picked = logits.gather(-1, target.view(-1, 1)).squeeze(-1)
+    others = logits.masked_fill(torch.nn.functional.one_hot(target, logits.shape[-1]).bool(), float("-inf"))
+    return picked - torch.logsumexp(others, dim=-1)
+
+
 def efficientnet_feature_map(encoder, pil: Image.Image) -> torch.Tensor:
     """EfficientNet-Lite0's last conv map (1, 1280, 7, 7) on CPU; its spatial mean is the encoder's
     feature, exactly as ``forward_features`` computes it."""
@@ -159,24 +179,24 @@ def efficientnet_feature_map(encoder, pil: Image.Image) -> torch.Tensor:
 def gradcam_heatmap(predictor, fmap: torch.Tensor, size: tuple[int, int], text_vec: np.ndarray, head: str
                     ) -> tuple[np.ndarray, np.ndarray]:
     """Grad-CAM of ``head`` over a conv map whose spatial mean is the image feature. Only the small head
-    is differentiated (no backward pass through the CNN). Returns (head probabilities (3,), heatmap
-    (H, W) in 0..1 over a picture of ``size`` = (width, height) that was centre-cropped)."""
+    is differentiated (no backward pass through the CNN); the target is the log-odds of the predicted
+    class. Returns (head probabilities (3,), heatmap (H, W) in 0..1 over a picture of ``size`` =
+    (width, height) that was centre-cropped), or (None, None) when the gradient carries no signal."""
     text_t = torch.as_tensor(text_vec, dtype=torch.float32)
     with torch.enable_grad():
         fmap = fmap.detach().requires_grad_(True)
         logits = predictor.heads(text_t, fmap.mean(dim=(2, 3)))[head]
-        # log-probability, not the raw logit: evidence *for this class against the others*.
-        log_probs = torch.log_softmax(logits / predictor.temperatures[head], dim=-1)
-        target = int(log_probs[0].argmax())
-        (grad,) = torch.autograd.grad(log_probs[0, target], fmap)
+        (grad,) = torch.autograd.grad(_log_odds(logits)[0], fmap)
     weights = grad.mean(dim=(2, 3), keepdim=True)                       # (1, C, 1, 1)
     cam = (weights * fmap.detach()).sum(dim=1)[0].numpy()               # (7, 7), signed
+    if not np.ptp(cam) > 0:
+        return None, None  # no gradient signal at all: the caller falls back to occlusion
     heat_small = _normalise_heat(cam)
 
     width, height = size
     left, top, right, bottom = _center_crop_box(width, height, predictor.image_encoder.image_size)
     heat = np.zeros((height, width), np.float32)
-    heat[top:bottom, left:right] = np.clip(_resize_map(heat_small, right - left, bottom - top), 0.0, 1.0)
+    heat[top:bottom, left:right] = _rescale(_resize_map(heat_small, right - left, bottom - top))
     probs = apply_temperature(logits.detach().numpy(), predictor.temperatures[head])[0]
     return probs, heat
 
@@ -185,7 +205,7 @@ def occlusion_saliency(predictor, pil: Image.Image, text_vec: np.ndarray, head: 
                        grid: int = OCCLUSION_GRID, batch_size: int = 16
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Encoder-agnostic saliency: grey out each cell of a grid over the picture (its mean colour), run the
-    encoder's own preprocessing and forward pass, and score the drop in the head's probability of its
+    encoder's own preprocessing and forward pass, and score the drop in the head's log-odds of its
     predicted class. Returns (image feature of the full picture, head probabilities, heatmap (H, W))."""
     encoder = predictor.image_encoder
     width, height = pil.size
@@ -211,13 +231,15 @@ def occlusion_saliency(predictor, pil: Image.Image, text_vec: np.ndarray, head: 
             variants.append(occluded)
     feats = encoder.encode(variants, batch_size=batch_size)
     texts = np.repeat(text_vec, len(variants), axis=0)
-    probs = _probabilities(predictor, head, texts, feats)
-    target = int(np.argmax(probs[0]))
-    drop = (probs[0, target] - probs[1:, target]).reshape(rows, cols)
+    logits = torch.as_tensor(predictor.logits(texts, feats)[head])
+    target = logits[0].argmax().repeat(len(variants))
+    evidence = _log_odds(logits, target).numpy()      # log-odds: no saturation for a very sure head
+    drop = (evidence[0] - evidence[1:]).reshape(rows, cols)
+    probs = apply_temperature(logits[:1].numpy(), predictor.temperatures[head])
     heat_cells = _normalise_heat(drop)
     # Nearest-cell upsampling then a light bilinear pass: each cell's value sits over that cell.
     cell_map = np.repeat(np.repeat(heat_cells, 8, axis=0), 8, axis=1)
-    heat = np.clip(_resize_map(cell_map, width, height), 0.0, 1.0)
+    heat = _rescale(_resize_map(cell_map, width, height))
     return feats[:1], probs[0], heat
 
 
@@ -268,6 +290,7 @@ def explain_pair(predictor, text: str | None, image: bytes | Image.Image | None)
         heatmap_head = "fused" if words else "image"
         if gradcam:
             probs, heatmap = gradcam_heatmap(predictor, fmap, pil.size, text_vec, heatmap_head)
+        if heatmap is not None:
             notes.append("image saliency: Grad-CAM on EfficientNet-Lite0's last conv map; the model sees the "
                          "centre square of the picture, so the cut-off edges are 0")
         else:
