@@ -19,7 +19,7 @@ from core.calibration import apply_temperature, fit_temperature
 from core.conflict import conflict_flags, evaluate_conflict_flag
 from core.data import prepare_pairs, read_table
 from core.features import FeatureStore
-from core.featurize import encode_pairs
+from core.featurize import EncodedPairs, encode_pairs
 from core.labels import LABEL_TO_INDEX, LABELS, LabelError, normalise_label
 from core.metrics import classification_metrics, expected_calibration_error
 from core.model import HEAD_NAMES
@@ -40,7 +40,7 @@ def load_labelled_set(csv_path: Path, images_dir: Path, text_encoder, image_enco
     frame = read_table(csv_path)
     rows = prepare_pairs(frame, text_column=text_column, image_column=image_column, label_column=label_column,
                          images_root=images_dir, require_label=True)
-    encoded = encode_pairs(rows, text_encoder, image_encoder, store)
+    encoded = encode_in_chunks(rows, text_encoder, image_encoder, store)
     usable, skipped = [], []
     for i, row in enumerate(rows):
         if encoded.errors[i]:
@@ -54,6 +54,16 @@ def load_labelled_set(csv_path: Path, images_dir: Path, text_encoder, image_enco
     features = FeatureSet(encoded.text[usable], encoded.image[usable], labels,
                           _optional_labels(usable_frame, "text_label"), _optional_labels(usable_frame, "image_label"))
     return LabelledSet(features, usable_frame, skipped)
+
+
+def encode_in_chunks(rows, text_encoder, image_encoder, store, chunk: int = 256) -> EncodedPairs:
+    """encode_pairs over a long table, a chunk at a time, so decoded images never pile up in memory."""
+    parts = [encode_pairs(rows[i:i + chunk], text_encoder, image_encoder, store) for i in range(0, len(rows), chunk)]
+    if not parts:
+        return encode_pairs(rows, text_encoder, image_encoder, store)
+    return EncodedPairs(np.concatenate([p.text for p in parts]), np.concatenate([p.image for p in parts]),
+                        np.concatenate([p.has_text for p in parts]), np.concatenate([p.has_image for p in parts]),
+                        [e for p in parts for e in p.errors], [w for p in parts for w in p.warnings])
 
 
 def _optional_labels(frame, column: str) -> np.ndarray | None:

@@ -38,11 +38,12 @@ def _read_rows(args, require_label: bool):
 
     frame = read_table(Path(args.csv))
     label_column = args.label_column if args.label_column in frame.columns else None
+    id_column = args.id_column or ("id" if "id" in frame.columns else None)
     if require_label and label_column is None:
         raise SystemExit(f"error: the CSV has no label column '{args.label_column}' "
                          f"(columns found: {', '.join(frame.columns)})")
     return prepare_pairs(frame, text_column=args.text_column, image_column=args.image_column,
-                         label_column=label_column, id_column=args.id_column,
+                         label_column=label_column, id_column=id_column,
                          images_root=Path(args.images) if args.images else Path(args.csv).resolve().parent)
 
 

@@ -60,7 +60,10 @@ class LateFusionHeads(nn.Module):
         for name, feats in (("text", text), ("image", image)):
             tensor = torch.as_tensor(feats, dtype=torch.float32)
             getattr(self, f"{name}_mean").copy_(tensor.mean(0))
-            getattr(self, f"{name}_std").copy_(tensor.std(0).clamp(min=1e-6))
+            std = tensor.std(0)
+            # Floor each dimension's scale at a tenth of the typical one: a dimension that happens to
+            # be (almost) constant in training would otherwise blow up on any new input.
+            getattr(self, f"{name}_std").copy_(torch.maximum(std, 0.1 * std.mean()).clamp(min=1e-6))
 
     def normalise(self, text: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return (text - self.text_mean) / self.text_std, (image - self.image_mean) / self.image_std

@@ -182,7 +182,7 @@ def train_heads(train: FeatureSet, dev: FeatureSet, config: TrainConfig | None =
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         scores = dev_scores(model, dev, losses)
         improved = False
         for name in HEAD_NAMES:
@@ -253,7 +253,7 @@ def correct_heads(base: LateFusionHeads, corrections: FeatureSet, replay: Featur
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         fused = predict_logits(model, corrections)["fused"].argmax(1)
         accuracy = float((fused == corrections.labels).mean())
         row = {"epoch": epoch, "train_loss": total / len(data) / len(HEAD_NAMES), "correction_accuracy": accuracy}
