@@ -1,0 +1,225 @@
+"""Correct the model: fine-tune the heads live on pairs it got wrong, check nothing broke, save a version.
+
+A correction trains a copy of the active heads and lives only in this session until it is saved and
+activated, so other users keep the model they had.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from core.correction_charts import correction_curves
+from core.correction_set import corrected_card, items_from_rows, run_correction
+from core.data import TableError, prepare_pairs, read_table
+from core.paths import UnsafePathError
+from core.registry import RegistryError
+from core.training import CorrectionConfig, TrainingRefused
+from core.uploads import extract_images_zip, save_uploaded_files
+from pages.common import active_predictor, corrections, engine, head_label, pct, reference_set, session_dir
+
+st.title("Correct the model")
+st.caption("Collect pairs the model got wrong with their right labels, fine-tune the heads on them while "
+           "replaying reference pairs, check the result, then save it as a new version. Nothing changes for "
+           "anyone else until a version is activated.")
+
+eng = engine()
+version, predictor = active_predictor(eng)
+state = st.session_state
+collected = corrections()
+
+# ----- 1. pairs ---------------------------------------------------------------------------------
+st.subheader("1. Pairs to learn from")
+tab_set, tab_upload = st.tabs([f"Your correction set ({len(collected)})", "Upload labelled pairs"])
+with tab_set:
+    if len(collected):
+        counts = collected.label_counts()
+        st.caption(" · ".join(f"{label}: {n}" for label, n in counts.items()))
+        st.dataframe(collected.frame(), hide_index=True)
+        if st.button("Empty the correction set", key="correct_clear"):
+            collected.clear()
+            state.pop("correct_run", None)
+            st.rerun()
+    else:
+        st.info("Empty. Add pairs from *Explore a pair*, send wrong rows from *Batch scoring*, or upload a "
+                "labelled CSV in the next tab.")
+with tab_upload:
+    csv_file = st.file_uploader("Labelled CSV (columns text, image, label)", type=["csv", "txt"], key="correct_csv")
+    images = st.file_uploader("Its images (files or one zip)", accept_multiple_files=True,
+                              type=["jpg", "jpeg", "png", "webp", "gif", "bmp", "zip"], key="correct_images")
+    if st.button("Add these pairs to the correction set", key="correct_add_upload", disabled=csv_file is None):
+        try:
+            table = read_table(csv_file.getvalue())
+            target = session_dir("correct") / f"upload-{len(collected)}-{len(images or [])}"
+            zips = [f for f in images or [] if f.name.lower().endswith(".zip")]
+            if zips:
+                root = extract_images_zip(zips[0].getvalue(), target)
+            else:
+                root, _ = save_uploaded_files([(f.name, f.getvalue()) for f in images or []], target)
+            rows = prepare_pairs(table, label_column="label", images_root=Path(root), require_label=True)
+        except (TableError, UnsafePathError, OSError) as error:
+            st.error(f"These pairs cannot be used: {error}")
+        else:
+            items, problems = items_from_rows(rows, "upload")
+            added = sum(collected.add(item) for item in items)
+            st.success(f"Added {added} pair(s); the correction set now holds {len(collected)}.")
+            if problems:
+                with st.expander(f"{len(problems)} row(s) left out", expanded=True):
+                    st.write("\n".join(f"- {p}" for p in problems))
+
+# ----- 2. train ---------------------------------------------------------------------------------
+st.subheader("2. Train the correction")
+reference = reference_set(eng)
+replay, check = reference.split()
+st.caption(f"Starting from the active version **{version}**. Reference set: {reference.name} — half is "
+           f"replayed during training so the model keeps what it knew, the other {len(check)} pairs are held "
+           "out to show whether the correction broke anything.")
+with st.expander("Settings"):
+    s1, s2, s3 = st.columns(3)
+    epochs = s1.number_input("Max epochs", 1, 200, CorrectionConfig.epochs, key="correct_epochs",
+                             help="Training stops early once every correction pair is right two epochs running.")
+    lr = s2.select_slider("Learning rate", [1e-4, 3e-4, 1e-3, 3e-3], value=CorrectionConfig.lr, key="correct_lr")
+    weight = s3.number_input("Weight of a correction pair", 1.0, 20.0, CorrectionConfig.correction_weight,
+                             key="correct_weight", help="How much more a correction pair counts than a replayed one.")
+settings = CorrectionConfig(lr=float(lr), epochs=int(epochs), correction_weight=float(weight))
+
+if st.button("Train correction", type="primary", key="correct_train", disabled=len(collected) == 0):
+    progress = st.progress(0.0, text="Encoding the pairs…")
+    chart = st.empty()
+    history: list[dict] = []
+
+    def on_epoch(row: dict) -> None:
+        history.append(row)
+        progress.progress(min(row["epoch"] / settings.epochs, 1.0),
+                          text=f"Epoch {row['epoch']} · loss {row['train_loss']:.3f} · "
+                               f"correction pairs right {pct(row['correction_accuracy'], 0)}")
+        chart.plotly_chart(correction_curves(history), key=f"correct_live_{row['epoch']}")
+
+    try:
+        run = run_correction(predictor, list(collected.items), replay, check, settings, on_epoch=on_epoch)
+    except (TrainingRefused, ValueError, OSError) as error:
+        progress.empty()
+        st.error(f"Training refused: {error}")
+    else:
+        progress.progress(1.0, text=f"Done in {run.seconds:.1f} s ({len(run.history)} epochs).")
+        state["correct_run"] = {"run": run, "base_version": version, "base_card": predictor.card,
+                                "settings": settings, "reference": reference.name}
+
+trained = state.get("correct_run")
+if trained:
+    run = trained["run"]
+    if trained["base_version"] != version:
+        st.warning(f"The active version changed to {version} since this correction was trained from "
+                   f"{trained['base_version']}; saving keeps {trained['base_version']} as its parent.")
+    st.plotly_chart(correction_curves(run.history), key="correct_curves")
+    n = len(run.pairs)
+    ref_before, ref_after = run.reference_before.get("fused"), run.reference_after.get("fused")
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Correction pairs right", f"{run.right_after} / {n}", delta=f"{run.right_after - run.right_before:+d} (was {run.right_before})")
+    if ref_before is not None:
+        c2.metric(f"Fused accuracy, {run.n_reference} reference pairs", pct(ref_after),
+                  delta=f"{(ref_after - ref_before) * 100:+.1f} points (was {pct(ref_before)})")
+        drop = ref_before - ref_after
+        if drop > 0.01:
+            st.warning(f"The correction costs {drop * 100:.1f} points of accuracy on the reference pairs. "
+                       "Consider fewer epochs, a smaller weight, or more varied correction pairs before saving.")
+    c3.metric("Training time", f"{run.seconds:.1f} s")
+    with st.expander("Before / after on each correction pair", expanded=True):
+        table = run.pairs.assign(before=lambda f: f["before"] + " (" + f["before_confidence"].map(pct) + ")",
+                                 after=lambda f: f["after"] + " (" + f["after_confidence"].map(pct) + ")")
+        st.dataframe(table[["id", "text", "label", "before", "after", "right_after"]]
+                     .rename(columns={"right_after": "right now"}), hide_index=True)
+    if run.reference_before:
+        st.dataframe(pd.DataFrame([{"Branch": head_label(h), "Reference accuracy before": pct(run.reference_before[h]),
+                                    "after": pct(run.reference_after[h])} for h in run.reference_before]),
+                     hide_index=True)
+
+    st.markdown("**Save this correction**")
+    s1, s2 = st.columns([3, 1])
+    note = s1.text_input("Note for this version", key="correct_note", placeholder="e.g. sarcastic complaints are negative")
+    activate_now = s2.checkbox("Activate after saving", value=True, key="correct_activate_now")
+    if st.button("Save as a new version", key="correct_save"):
+        card = corrected_card(trained["base_card"], run, reference_name=trained["reference"],
+                              base_version=trained["base_version"], config=trained["settings"])
+        try:
+            new_version = eng.registry.save(run.model.tensors(), card, note=note, parent=trained["base_version"])
+            if activate_now:
+                eng.registry.activate(new_version)
+        except RegistryError as error:
+            st.error(f"Could not save: {error}")
+        else:
+            state.pop("correct_run", None)
+            state["correct_saved"] = new_version, activate_now
+            state["correct_version_next"] = new_version
+            st.rerun()
+
+saved = state.pop("correct_saved", None)
+if saved:
+    st.success(f"Saved version {saved[0]}" + (" and made it active for everyone." if saved[1] else
+                                               " (not active: activate it below when ready)."))
+
+# ----- 3. versions ------------------------------------------------------------------------------
+st.subheader("3. Versions")
+cards = eng.registry.versions()
+
+
+def _fused(card: dict) -> str:
+    metrics = card.get("metrics") or {}
+    for split in ("test", "reference", "dev"):
+        value = (metrics.get(split) or {}).get("fused", {}).get("accuracy")
+        if value is not None:
+            return f"{pct(value)} ({split})"
+    return "–"
+
+
+st.dataframe(pd.DataFrame([{
+    "active": "✅" if c["version"] == version else "", "version": c["version"],
+    "created": (c.get("created_at") or "")[:19].replace("T", " ") or ("shipped" if c.get("builtin") else ""),
+    "note": c.get("note") or "", "parent": c.get("parent") or "", "fused accuracy": _fused(c),
+} for c in cards]), hide_index=True)
+
+ids = [c["version"] for c in cards]
+if "correct_version_next" in state:
+    state["correct_version"] = state.pop("correct_version_next")
+if state.get("correct_version") not in ids:
+    state["correct_version"] = version if version in ids else ids[0]
+v1, v2 = st.columns([2, 3])
+chosen = v1.selectbox("Version", ids, key="correct_version")
+with v2:
+    b1, b2, b3 = st.columns(3)
+    if b1.button("Activate", key="correct_activate", disabled=chosen == version):
+        try:
+            eng.registry.activate(chosen)
+            state["correct_version_next"] = chosen
+            state["correct_notice"] = f"Version {chosen} is now active for everyone."
+            st.rerun()
+        except RegistryError as error:
+            st.error(f"Could not activate: {error}")
+    if b2.button("Roll back", key="correct_rollback", help="Re-activate the version that was active before this one."):
+        try:
+            back = eng.registry.rollback()
+            state["correct_version_next"] = back  # the selectbox exists already: set it on the rerun
+            state["correct_notice"] = f"Rolled back: version {back} is active again."
+            st.rerun()
+        except RegistryError as error:
+            st.error(f"Could not roll back: {error}")
+    try:
+        b3.download_button("Download", eng.registry.export_zip(chosen), file_name=f"head-{chosen}.zip",
+                           mime="application/zip", key="correct_download",
+                           help="weights.safetensors + card.json; upload it on another machine with the same encoders.")
+    except RegistryError as error:
+        st.error(f"Cannot export {chosen}: {error}")
+notice = state.pop("correct_notice", None)
+if notice:
+    st.success(notice)
+
+with st.expander("Upload a version (a zip downloaded from this app)"):
+    upload = st.file_uploader("Version zip", type=["zip"], key="correct_import")
+    if st.button("Import", key="correct_import_button", disabled=upload is None):
+        try:
+            imported = eng.registry.import_zip(upload.getvalue(), expected=eng.expected())
+        except RegistryError as error:
+            st.error(f"This version cannot be used here: {error}")
+        else:
+            st.success(f"Imported as version {imported}. Activate it above when ready.")

@@ -1,0 +1,72 @@
+"""Correction page driven with AppTest: upload labelled pairs, train, save, activate, roll back."""
+from __future__ import annotations
+
+import io
+import zipfile
+
+from .conftest import make_pair_set
+from .test_app_support import app_env, button, open_page, texts  # noqa: F401 - fixture
+
+
+def test_train_save_and_roll_back_a_correction(app_env, tmp_path):
+    csv = make_pair_set(tmp_path, n_per_class=3, seed=21)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for image in (tmp_path / "images").iterdir():
+            archive.write(image, f"images/{image.name}")
+
+    at = open_page("correct")
+    assert not at.error, [e.value for e in at.error]
+    builtin = at.session_state["corrections"] is not None and at.selectbox(key="correct_version").value
+    at.file_uploader(key="correct_csv").set_value(("labelled.csv", csv.read_bytes(), "text/csv"))
+    at.file_uploader(key="correct_images").set_value(("images.zip", buffer.getvalue(), "application/zip")).run()
+    button(at, "correct_add_upload").click().run()
+    assert not at.error, [e.value for e in at.error]
+    assert len(at.session_state["corrections"]) == 9
+
+    at.number_input(key="correct_epochs").set_value(5).run()
+    button(at, "correct_train").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Correction pairs right"].endswith("/ 9")
+    assert any(label.startswith("Fused accuracy") for label in metrics)
+
+    at.text_input(key="correct_note").input("drawn pairs").run()
+    button(at, "correct_save").click().run()
+    assert not at.error, [e.value for e in at.error]
+    assert "and made it active for everyone" in texts(at)
+    active = at.selectbox(key="correct_version").value
+    assert active != builtin
+
+    # What other sessions now get: the saved version is active in the shared registry.
+    from core.session import open_registry
+    registry = open_registry()
+    assert registry.active_version() == active
+    assert registry.card(active)["note"] == "drawn pairs" and registry.card(active)["parent"] == builtin
+
+    button(at, "correct_rollback").click().run()
+    assert not at.error
+    assert registry.active_version() == builtin
+    assert f"Rolled back: version {builtin} is active again" in texts(at)
+
+
+def test_upload_a_version_zip_and_refuse_garbage(app_env):
+    from core.session import open_registry
+
+    registry = open_registry()
+    exported = registry.export_zip(registry.active_version())
+    at = open_page("correct")
+    at.file_uploader(key="correct_import").set_value(("head.zip", exported, "application/zip")).run()
+    button(at, "correct_import_button").click().run()
+    assert not at.error and "Imported as version" in texts(at)
+
+    at.file_uploader(key="correct_import").set_value(("bad.zip", b"not a zip", "application/zip")).run()
+    button(at, "correct_import_button").click().run()
+    assert at.error and "cannot be used here" in at.error[0].value
+    assert not at.exception
+
+
+def test_empty_correction_set_cannot_train(app_env):
+    at = open_page("correct")
+    assert button(at, "correct_train").disabled
+    assert "Empty." in texts(at)
