@@ -9,6 +9,8 @@ go through the feature store, which would fill it with texts and pictures nobody
   class drops when the word is left out: positive = the word supports the prediction, negative = it
   pushes away from it. Faithful by construction (it *is* the model's behaviour without the word),
   it needs no gradients through the tokenizer's sub-words and it costs one batched forward pass.
+  Past ``MAX_TEXT_OCCLUSIONS`` words, groups of neighbouring words are left out instead, so a long
+  review costs a bounded number of variants (the notes say so).
 - Image: Grad-CAM for the bundled EfficientNet-Lite0. Its pooled feature is the mean of the last
   conv map, so the head's gradient with respect to that map is all Grad-CAM needs: one forward pass
   of the CNN, one backward pass through the small head only. The 7×7 map covers the centre square
@@ -45,6 +47,7 @@ HEATMAP_LEGEND = (
     "little or the opposite effect. Brightness is relative to the strongest area of this picture."
 )
 
+MAX_TEXT_OCCLUSIONS = 40   # longer texts are scored in up to this many groups of neighbouring words
 OCCLUSION_GRID = 6          # cells along the picture's short side for the occlusion fallback
 OCCLUSION_MAX_CELLS = 12    # cap along the long side (panoramas)
 
@@ -118,13 +121,25 @@ def _resize_map(values: np.ndarray, width: int, height: int) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # words
 # --------------------------------------------------------------------------------------------
-def token_attributions(predictor, words: list[str], image_vec: np.ndarray | None,
-                       heads: tuple[str, ...]) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, list[float]], int]:
-    """Leave-one-word-out occlusion. Returns (text feature of the full text, head → probabilities of the
-    full pair, head → one score per word, number of words the encoder reads)."""
+def word_spans(n_words: int, max_spans: int) -> list[tuple[int, int]]:
+    """Contiguous [start, stop) spans covering the words: one per word up to ``max_spans`` words, else
+    ``max_spans`` nearly equal groups (a long review costs a bounded number of encoder passes)."""
+    if n_words <= max_spans:
+        return [(i, i + 1) for i in range(n_words)]
+    edges = np.linspace(0, n_words, max_spans + 1).round().astype(int)
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
+def token_attributions(predictor, words: list[str], image_vec: np.ndarray | None, heads: tuple[str, ...],
+                       max_spans: int = MAX_TEXT_OCCLUSIONS
+                       ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, list[float]], int, int]:
+    """Leave-one-word-out occlusion (leave-one-span-out past ``max_spans`` words; every word of a span
+    gets the span's score). Returns (text feature of the full text, head → probabilities of the full
+    pair, head → one score per word, number of words the encoder reads, words per span (1 = per word))."""
     encoder = predictor.text_encoder
     n_read = _words_read(encoder, words)
-    variants = [" ".join(words)] + [" ".join(words[:i] + words[i + 1:]) for i in range(n_read)]
+    spans = word_spans(n_read, max_spans)
+    variants = [" ".join(words)] + [" ".join(words[:a] + words[b:]) for a, b in spans]
     feats = encoder.encode(variants)  # one batched call; sorted by length inside
     if image_vec is None:
         image_vec = np.zeros((1, predictor.image_encoder.dim), np.float32)
@@ -135,10 +150,12 @@ def token_attributions(predictor, words: list[str], image_vec: np.ndarray | None
         target = int(np.argmax(probs[0]))
         drop = probs[0, target] - probs[1:, target]
         per_word = np.zeros(len(words))
-        per_word[:n_read] = drop
+        for (a, b), value in zip(spans, drop):
+            per_word[a:b] = value
         full_probs[head] = probs[0]
         scores[head] = [float(s) for s in per_word]
-    return feats[:1], full_probs, scores, n_read
+    span_size = max((b - a for a, b in spans), default=1)
+    return feats[:1], full_probs, scores, n_read, span_size
 
 
 # --------------------------------------------------------------------------------------------
@@ -279,12 +296,15 @@ def explain_pair(predictor, text: str | None, image: bytes | Image.Image | None)
 
     if words:
         heads = ("text", "fused") if pil is not None else ("text",)
-        text_vec, full_probs, token_scores, n_read = token_attributions(predictor, words, image_vec, heads)
+        text_vec, full_probs, token_scores, n_read, span = token_attributions(predictor, words, image_vec, heads)
         for head, probs in full_probs.items():
             record(head, probs)
         if n_read < len(words):
             notes.append(f"only the first {n_read} of {len(words)} words fit in the text encoder's "
                          f"{predictor.text_encoder.max_tokens} tokens; the rest were not read (score 0)")
+        if span > 1:
+            notes.append(f"a long text: words were left out in groups of up to {span} neighbours, and each word "
+                         "shows its group's score")
 
     if pil is not None:
         heatmap_head = "fused" if words else "image"

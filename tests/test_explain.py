@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from core.explain import Explanation, explain_pair, format_explanation, occlusion_saliency
+from core.explain import Explanation, explain_pair, format_explanation, occlusion_saliency, word_spans
 from core.labels import LABEL_TO_INDEX
 from core.model import HeadConfig, LateFusionHeads
 from core.predict import Predictor
@@ -148,6 +148,14 @@ def test_occlusion_fallback_works_for_a_hugging_face_vit(tmp_path, encoders):
     before = vit.n_encoded
     occlusion_saliency(predictor, picture, text_encoder.encode(["a lovely day"]), "image")
     assert vit.n_encoded - before == 1 + 6 * 10  # the full picture + a 6 × 10 grid of cells
+
+
+def test_long_texts_are_left_out_in_bounded_groups_of_neighbours():
+    assert word_spans(3, 40) == [(0, 1), (1, 2), (2, 3)]
+    spans = word_spans(100, 40)
+    assert len(spans) == 40 and spans[0][0] == 0 and spans[-1][1] == 100
+    assert all(a == prev_b for (a, _), (_, prev_b) in zip(spans[1:], spans[:-1]))  # contiguous, no gaps
+    assert word_spans(0, 40) == []
 
 
 def test_format_explanation_ranks_words_and_describes_the_heatmap():
