@@ -130,7 +130,7 @@ def cmd_finetune_text(args) -> int:
     import numpy as np
     summary = finetune_text_encoder(train_texts, np.array(train_labels), dev_texts, np.array(dev_labels),
                                     Path(args.out), spec=args.text_encoder,
-                                    config=FinetuneConfig(epochs=args.epochs, seed=args.seed),
+                                    config=FinetuneConfig(epochs=args.epochs, lr=args.lr, seed=args.seed),
                                     on_step=lambda row: print(json.dumps(row), flush=True))
     print(json.dumps(summary["best"]))
     return 0
@@ -208,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--text-column", default="text")
     finetune.add_argument("--label-column", default="label")
     finetune.add_argument("--epochs", type=int, default=2)
+    finetune.add_argument("--lr", type=float, default=5e-4)
     finetune.add_argument("--seed", type=int, default=0)
     finetune.set_defaults(run=cmd_finetune_text)
 

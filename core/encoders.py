@@ -6,6 +6,11 @@ Specs (see DESIGN.md):
 - any Hugging Face name or local folder, loaded with the Auto classes: text models give the CLS
   vector (mean pooling for sentence-transformers folders), vision models the CLS / pooled vector.
 
+On CPU, ``encode`` runs the model as an ONNX Runtime graph (``core.onnx_export``: exported on first
+use into the user's cache folder and checked against PyTorch to 1e-4 of the vector norm, so the id and
+the feature store are shared). ``forward_features`` and ``.model`` stay PyTorch (gradients for the
+explanations and the LoRA fine-tuning). ``MMSA_ONNX=0`` keeps everything in PyTorch.
+
 A text encoder may carry a LoRA adapter (a folder written by ``core.finetune``). It is merged into
 the weights at load time, so inference costs the same, and its hash is part of the encoder id, so
 features of the fine-tuned encoder never mix with the plain one in the feature store.
@@ -36,6 +41,36 @@ class EncoderUnavailable(RuntimeError):
 
 def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class _OnnxBackend:
+    """Lazily built ONNX Runtime runner for an encoder; tied to the ``.model`` object it was exported
+    from, so replacing the model (fine-tuning wraps it in peft) falls back to PyTorch."""
+
+    def __init__(self, device: torch.device):
+        from core.onnx_export import onnx_enabled
+
+        self.wanted = device.type == "cpu" and onnx_enabled()
+        self.runner = None
+        self.model_ref = None
+        self.failed = False
+
+    def get(self, encoder, build):
+        if not self.wanted or self.failed:
+            return None
+        if self.runner is not None and self.model_ref is encoder.model:
+            return self.runner
+        if self.runner is not None or encoder.model.training:
+            return None  # the model changed or is training: its weights may differ from the graph
+        try:
+            self.runner = build(encoder)
+        except Exception as exc:  # noqa: BLE001 - any export failure: stay in PyTorch, say so once
+            import warnings
+            warnings.warn(f"ONNX export of {encoder.id} failed ({type(exc).__name__}: {exc}); using PyTorch")
+            self.runner = None
+        self.failed = self.runner is None
+        self.model_ref = encoder.model
+        return self.runner
 
 
 def _hash_files(paths: Sequence[Path], extra: str = "") -> str:
@@ -83,6 +118,16 @@ class TextEncoder:
         self.max_tokens = TEXT_MAX_TOKENS
         self.id = f"text:{spec}:{weights_id}"
         self.n_encoded = 0  # texts actually run through the model (the feature store test reads it)
+        self._onnx = _OnnxBackend(self.device)
+
+    @property
+    def runtime(self) -> str:
+        """'onnxruntime' once the exported graph is in use, else 'torch'."""
+        return "onnxruntime" if self._onnx.runner is not None and not self._onnx.failed else "torch"
+
+    def onnx_runner(self):
+        from core.onnx_export import text_runner
+        return self._onnx.get(self, text_runner)
 
     @property
     def info(self) -> EncoderInfo:
@@ -94,6 +139,18 @@ class TextEncoder:
     def tokenize(self, texts: Sequence[str]):
         return self.tokenizer(list(texts), padding=True, truncation=True,
                               max_length=self.max_tokens, return_tensors="pt")
+
+    def _pad(self, ids: list[list[int]], masks: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """What ``tokenizer(..., padding=True)`` gives for already tokenised texts (same pad id, side)."""
+        width = max(len(x) for x in ids)
+        input_ids = np.full((len(ids), width), self.tokenizer.pad_token_id or 0, dtype=np.int64)
+        attention_mask = np.zeros((len(ids), width), dtype=np.int64)
+        left = getattr(self.tokenizer, "padding_side", "right") == "left"
+        for row, (x, m) in enumerate(zip(ids, masks)):
+            cols = slice(width - len(x), width) if left else slice(0, len(x))
+            input_ids[row, cols] = x
+            attention_mask[row, cols] = m
+        return input_ids, attention_mask
 
     def truncated(self, texts: Sequence[str]) -> list[bool]:
         """Which texts are longer than the encoder reads (they are cut, and the row says so)."""
@@ -114,12 +171,23 @@ class TextEncoder:
     def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         texts = [t if isinstance(t, str) else "" for t in texts]
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        if not texts:
+            return out
+        runner = self.onnx_runner()
+        # Tokenised once, then batched by token count so a batch pads to a similar length (pooling
+        # masks the padding, so the order changes only the cost).
+        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_tokens)
+        ids, masks = encoded["input_ids"], encoded["attention_mask"]
+        order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            batch = self.tokenize([texts[i] for i in idx]).to(self.device)
-            feats = self.forward_features(batch["input_ids"], batch["attention_mask"])
-            out[idx] = feats.float().cpu().numpy()
+            input_ids, attention_mask = self._pad([ids[i] for i in idx], [masks[i] for i in idx])
+            if runner is not None:
+                out[idx] = runner.run(input_ids=input_ids, attention_mask=attention_mask)
+            else:
+                feats = self.forward_features(torch.from_numpy(input_ids).to(self.device),
+                                              torch.from_numpy(attention_mask).to(self.device))
+                out[idx] = feats.float().cpu().numpy()
         self.n_encoded += len(texts)
         return out
 
@@ -211,6 +279,16 @@ class ImageEncoder:
     def __init__(self, device: torch.device | None = None):
         self.device = device or pick_device()
         self.n_encoded = 0
+        self._onnx = _OnnxBackend(self.device)
+
+    @property
+    def runtime(self) -> str:
+        """'onnxruntime' once the exported graph is in use, else 'torch'."""
+        return "onnxruntime" if self._onnx.runner is not None and not self._onnx.failed else "torch"
+
+    def onnx_runner(self):
+        from core.onnx_export import image_runner
+        return self._onnx.get(self, image_runner)
 
     @property
     def info(self) -> EncoderInfo:
@@ -227,9 +305,13 @@ class ImageEncoder:
 
     @torch.inference_mode()
     def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
-        feats = self.forward_features(pixels.to(self.device))
+        runner = self.onnx_runner()
+        if runner is not None:
+            feats = runner.run(pixels=pixels)
+        else:
+            feats = self.forward_features(pixels.to(self.device)).float().cpu().numpy()
         self.n_encoded += len(pixels)
-        return feats.float().cpu().numpy()
+        return feats
 
     def encode(self, images: Sequence[Image.Image], batch_size: int = 16) -> np.ndarray:
         out = np.zeros((len(images), self.dim), dtype=np.float32)
