@@ -225,12 +225,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from core.data import TableError
     from core.encoders import EncoderUnavailable
 
     try:
         return args.run(args)
-    except (TableError, EncoderUnavailable, FileNotFoundError) as exc:
+    # Bad input (a CSV without its columns, an undecodable image, a head for other encoders, a
+    # missing file) is the user's to fix: one clear line, no traceback.
+    except (ValueError, EncoderUnavailable, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
