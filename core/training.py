@@ -157,6 +157,10 @@ def train_heads(train: FeatureSet, dev: FeatureSet, config: TrainConfig | None =
     """Train all three heads together; each keeps the weights of its best dev weighted-F1 epoch."""
     config = config or TrainConfig()
     check_trainable(train.labels)
+    if len(dev) == 0:
+        # Without held-out pairs there is no best epoch to keep (sklearn would fail after epoch 1).
+        raise TrainingRefused("the dev set has no usable labelled pairs; training needs held-out pairs "
+                              "to choose the best epoch")
     seed_everything(config.seed)
     model = LateFusionHeads(HeadConfig(train.text.shape[1], train.image.shape[1], config.hidden, config.dropout))
     model.fit_normalisation(train.text, train.image)
