@@ -174,17 +174,18 @@ def _fused(card: dict) -> str:
 
 
 st.dataframe(pd.DataFrame([{
-    "active": "✅" if c["version"] == version else "", "version": c["version"],
+    "active": c["version"] == version, "version": c["version"],
     "created": (c.get("created_at") or "")[:19].replace("T", " ") or ("shipped" if c.get("builtin") else ""),
     "note": c.get("note") or "", "parent": c.get("parent") or "", "fused accuracy": _fused(c),
-} for c in cards]), hide_index=True)
+} for c in cards]), hide_index=True,
+             column_config={"active": st.column_config.CheckboxColumn("active", width="small")})
 
 ids = [c["version"] for c in cards]
 if "correct_version_next" in state:
     state["correct_version"] = state.pop("correct_version_next")
 if state.get("correct_version") not in ids:
     state["correct_version"] = version if version in ids else ids[0]
-v1, v2 = st.columns([2, 3])
+v1, v2 = st.columns([2, 3], vertical_alignment="bottom")
 chosen = v1.selectbox("Version", ids, key="correct_version")
 with v2:
     b1, b2, b3 = st.columns(3)

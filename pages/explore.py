@@ -75,7 +75,7 @@ if result:
     c1, c2, c3 = st.columns(3)
     c1.metric("Prediction", p.label or "–", help=f"from the {head_label(p.source).lower()} head" if p.source else None)
     c2.metric("Confidence", pct(p.confidence))
-    c3.metric("Time taken", f"{p.timings_ms.get('total_ms', 0):.0f} ms")
+    c3.metric("Time taken", f"{p.timings_ms.get('total_ms', 0):,.0f} ms")
     st.caption(f"Answer from the **{head_label(p.source)}** head · head version {result['version']}")
     if p.conflict:
         text_label = LABELS[int(p.probs["text"].argmax())]

@@ -31,11 +31,16 @@ version, predictor = active_predictor(eng)
 card = predictor.card
 
 st.subheader("The model serving now")
-m1, m2, m3, m4 = st.columns(4)
-m1.metric("Head version", version)
-m2.metric("Text encoder", card["text_encoder"]["spec"])
-m3.metric("Image encoder", card["image_encoder"]["spec"])
-m4.metric("Device", device_description())
+# Encoder specs and the device are long words: two per row, in a smaller type than a metric's
+# default, so they read in full instead of ending in an ellipsis.
+st.html("<style>.st-key-home_model [data-testid='stMetricValue'] { font-size: 1.6rem; }</style>")
+with st.container(key="home_model"):
+    m1, m2 = st.columns(2)
+    m1.metric("Head version", version)
+    m2.metric("Device", device_description())
+    m3, m4 = st.columns(2)
+    m3.metric("Text encoder", card["text_encoder"]["spec"])
+    m4.metric("Image encoder", card["image_encoder"]["spec"])
 st.caption(
     f"Heads over {card['text_encoder']['dim']}-d text and {card['image_encoder']['dim']}-d image features. "
     + (f"Note: {card['note']}. " if card.get("note") else "")
