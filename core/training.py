@@ -8,8 +8,10 @@ Two entry points:
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import random
+import threading
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
@@ -92,6 +94,21 @@ def check_trainable(labels: np.ndarray, minimum: int = MIN_TRAIN_PAIRS) -> None:
                               "least two different labels or the head learns to say one thing")
 
 
+# Dropout draws from torch's global random generator, which all threads share: two app sessions
+# training at once would interleave their draws (and reset each other's seed), so neither would get
+# the weights its settings give alone. One training at a time per process keeps every seeded run
+# reproducible; scoring never takes this lock, so it is not held up.
+_TRAINING_LOCK = threading.RLock()
+
+
+def one_training_at_a_time(train_fn):
+    @functools.wraps(train_fn)
+    def locked(*args, **kwargs):
+        with _TRAINING_LOCK:
+            return train_fn(*args, **kwargs)
+    return locked
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -151,6 +168,7 @@ def dev_scores(model: LateFusionHeads, dev: FeatureSet, losses: dict[str, nn.Mod
     return scores
 
 
+@one_training_at_a_time
 def train_heads(train: FeatureSet, dev: FeatureSet, config: TrainConfig | None = None, *,
                 on_epoch: Callable[[dict], None] | None = None,
                 should_stop: Callable[[], bool] | None = None) -> TrainResult:
@@ -220,6 +238,7 @@ class CorrectionConfig:
     seed: int = 0
 
 
+@one_training_at_a_time
 def correct_heads(base: LateFusionHeads, corrections: FeatureSet, replay: FeatureSet | None = None,
                   config: CorrectionConfig | None = None, *,
                   on_epoch: Callable[[dict], None] | None = None,
