@@ -1,0 +1,71 @@
+"""Does dynamic int8 quantisation of the text encoder keep the fused dev accuracy? (off by default)
+
+    python bench/int8_accuracy.py
+
+Encodes MVSA train + dev through the user's feature store (fp32, the shipped path), takes the shipped
+default head when it fits these encoders or else trains one the default way on train (best epoch on
+dev), then scores dev twice: with the fp32 text features and with text features from the int8 graph
+(``onnxruntime.quantization.quantize_dynamic``, MatMul weights in int8). The image encoder has no
+layer dynamic quantisation applies to (convolutions), so it stays fp32. Prints one JSON line.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def main() -> dict:
+    from bench.levers import _int8_text_runner
+    from core import config
+    from core.build_head import load_labelled_set
+    from core.encoders import load_image_encoder, load_text_encoder
+    from core.features import FeatureStore
+    from core.onnx_export import cache_folder, relative_error
+    from core.predict import check_card_matches, heads_from_card
+    from core.training import FeatureSet, TrainConfig, predict_logits, train_heads
+
+    torch.set_num_threads(1)  # small heads: one thread is fastest, and kind to a shared machine
+    data = config.mvsa_dir()
+    text, image = load_text_encoder(), load_image_encoder()
+    store = FeatureStore(config.feature_store_path())
+    train = load_labelled_set(data / "train.csv", data / "images", text, image, store)
+    dev = load_labelled_set(data / "dev.csv", data / "images", text, image, store)
+    head_source = "trained here (default TrainConfig, best dev epoch)"
+    if (config.DEFAULT_HEAD_DIR / "card.json").exists():
+        from core.registry import read_version_folder
+        tensors, card = read_version_folder(config.DEFAULT_HEAD_DIR)
+        check_card_matches(card, text, image)
+        heads, head_source = heads_from_card(tensors, card), "shipped default head"
+    else:
+        heads = train_heads(train.features, dev.features, TrainConfig()).model
+
+    int8 = _int8_text_runner(text, cache_folder)
+    texts = [str(t).strip() for t in dev.frame["text"]]
+    fp32_text = dev.features.text
+    int8_text = np.zeros_like(fp32_text)
+    for start in range(0, len(texts), 32):
+        batch = text.tokenizer(texts[start:start + 32], padding=True, truncation=True,
+                               max_length=text.max_tokens, return_tensors="np")
+        int8_text[start:start + 32] = int8.run(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+
+    result = {"head": head_source, "n_dev": len(texts)}
+    for name, feats in (("fp32", fp32_text), ("int8", int8_text)):
+        logits = predict_logits(heads, FeatureSet(feats, dev.features.image, dev.features.labels))
+        for head in ("fused", "text"):
+            result[f"{head}_dev_accuracy_{name}"] = round(float((logits[head].argmax(1) == dev.features.labels).mean()), 4)
+    result["fused_delta_points"] = round(100 * (result["fused_dev_accuracy_int8"] - result["fused_dev_accuracy_fp32"]), 2)
+    result["text_feature_relative_error"] = round(relative_error(fp32_text, int8_text), 4)
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""The benchmark runs end to end and prints its JSON figures (no timing is asserted here: speed is
+measured by ``python bench/bench_scoring.py``, on a quiet machine, not by tests)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+KEYS = {"naive_pairs_per_s", "pairs_per_s", "speedup", "cached_speedup", "single_pair_ms_p50",
+        "single_pair_ms_p95", "train_s", "peak_rss_mb"}
+
+
+def test_bench_prints_one_json_object_with_exactly_the_keys(tmp_path):
+    env = {**os.environ, "MMSA_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_scoring.py"), "--n", "8", "--make-pairs",
+                           "--json"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(figures) == KEYS
+    assert all(isinstance(v, (int, float)) and v > 0 for v in figures.values())
+    # The ONNX graphs were built in the user's cache folder, not committed anywhere.
+    assert list((tmp_path / "home" / "onnx").glob("*/model.onnx"))
