@@ -27,6 +27,8 @@ def normalise_label(value: object) -> str:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     key = str(value).strip().lower()
+    if key.endswith(".0") and key[:-2].isdigit():  # spreadsheets write 2 as "2.0"
+        key = key[:-2]
     if key in _ALIASES:
         return _ALIASES[key]
     raise LabelError(f"unknown label {value!r}; accepted values: " + ", ".join(ACCEPTED_SPELLINGS))
