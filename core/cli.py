@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--text-adapter", default=None, help="LoRA adapter folder from finetune-text")
     train.add_argument("--image-encoder", default=DEFAULT_IMAGE_SPEC)
     train.add_argument("--hidden", type=int, default=256)
-    train.add_argument("--dropout", type=float, default=0.3)
+    train.add_argument("--dropout", type=float, default=0.5)
     train.add_argument("--epochs", type=int, default=60)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--class-weighting", choices=["none", "sqrt", "inverse"], default="sqrt")

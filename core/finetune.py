@@ -88,10 +88,21 @@ def finetune_text_encoder(texts: Sequence[str], labels: np.ndarray, dev_texts: S
         if dev_accuracy > best["dev_accuracy"]:
             best = {"dev_accuracy": dev_accuracy, "epoch": epoch}
             encoder.model.save_pretrained(str(out_dir), safe_serialization=True)
+            _make_portable(out_dir, spec)
     summary = {"base_spec": spec, "config": asdict(config), "best": best, "history": history,
                "n_train": len(texts), "n_dev": len(dev_texts)}
     (out_dir / "finetune.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _make_portable(out_dir: Path, spec: str) -> None:
+    """peft records the base model's absolute site-packages path; record the spec instead (the
+    adapter is always applied to a model we load ourselves) and drop peft's template README."""
+    config_path = out_dir / "adapter_config.json"
+    adapter_config = json.loads(config_path.read_text())
+    adapter_config["base_model_name_or_path"] = spec
+    config_path.write_text(json.dumps(adapter_config, indent=2))
+    (out_dir / "README.md").unlink(missing_ok=True)
 
 
 @torch.no_grad()

@@ -25,7 +25,7 @@ class HeadConfig:
     text_dim: int
     image_dim: int
     hidden: int = 256
-    dropout: float = 0.3
+    dropout: float = 0.5
     n_classes: int = len(LABELS)
 
     def as_dict(self) -> dict:
