@@ -8,7 +8,6 @@ nothing since their features are in the store.
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -17,6 +16,7 @@ import pandas as pd
 import torch
 
 from core.featurize import encode_pairs
+from core.threads import one_torch_thread
 from core.labels import LABELS
 from core.model import HEAD_NAMES
 
@@ -74,19 +74,6 @@ def score_rows(rows: Sequence, predictor, *, chunk_size: int = 64, start: int = 
             break
     frame = pd.concat(frames, ignore_index=True) if frames else empty_result()
     return BatchResult(frame, done, len(rows), failure)
-
-
-@contextmanager
-def one_torch_thread():
-    """The heads are a few small matmuls per chunk: one thread does them in about a millisecond, while
-    a thread pool can cost tens of ms waiting for a core on a busy machine (measured: the warm-store
-    pass went from ~3.5 ms to ~0.2 ms a row on a loaded 2-core box)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def score_chunk(rows: Sequence, predictor) -> pd.DataFrame:

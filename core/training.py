@@ -59,7 +59,7 @@ class TrainConfig:
     dropout: float = 0.5  # chosen on MVSA dev: 0.3 overfits by epoch 3, 0.5 is best, 0.6 no better
     lr: float = 1e-3
     weight_decay: float = 1e-2
-    batch_size: int = 64
+    batch_size: int = 128  # as good as 64 on MVSA dev and half the steps
     max_epochs: int = 60
     patience: int = 10
     seed: int = 0
@@ -185,7 +185,7 @@ def train_heads(train: FeatureSet, dev: FeatureSet, config: TrainConfig | None =
     targets = head_targets(train, config.branch_labels)
     losses = {name: nn.CrossEntropyLoss(weight=class_weights(targets[name].numpy(), config.class_weighting))
               for name in HEAD_NAMES}
-    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=True)
     text = torch.as_tensor(train.text, dtype=torch.float32)
     image = torch.as_tensor(train.image, dtype=torch.float32)
     generator = torch.Generator().manual_seed(config.seed)
