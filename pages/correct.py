@@ -78,8 +78,8 @@ st.caption(f"Starting from the active version **{version}**. Reference set: {ref
 with st.expander("Settings"):
     s1, s2, s3 = st.columns(3)
     epochs = s1.number_input("Max epochs", 1, 200, CorrectionConfig.epochs, key="correct_epochs",
-                             help="Training stops early once every correction pair is right two epochs running.")
-    lr = s2.select_slider("Learning rate", [1e-4, 3e-4, 1e-3, 3e-3], value=CorrectionConfig.lr, key="correct_lr")
+                             help="Training stops at the first epoch where every correction pair is right.")
+    lr = s2.select_slider("Learning rate", [5e-5, 1e-4, 3e-4, 1e-3, 3e-3], value=CorrectionConfig.lr, key="correct_lr")
     weight = s3.number_input("Weight of a correction pair", 1.0, 20.0, CorrectionConfig.correction_weight,
                              key="correct_weight", help="How much more a correction pair counts than a replayed one.")
 settings = CorrectionConfig(lr=float(lr), epochs=int(epochs), correction_weight=float(weight))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import zlib
 import tempfile
 from pathlib import Path
 
@@ -49,7 +50,7 @@ def make_pair_set(folder: Path, n_per_class: int = 6, seed: int = 0, name: str =
     for label, options in texts.items():
         for k in range(n_per_class):
             name = f"{label}_{seed}_{k}.png"
-            draw_image(images / name, label, seed * 1000 + k + hash(label) % 97)
+            draw_image(images / name, label, seed * 1000 + k + zlib.crc32(label.encode()) % 97)
             rows.append({"id": f"{label}-{seed}-{k}", "text": f"{options[k % len(options)]} #{k}",
                          "image": name, "label": label})
     csv = folder / name

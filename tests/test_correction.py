@@ -139,7 +139,7 @@ FIGURE_STORE = os.environ.get("MMSA_FIGURE_STORE")
                     or not FIGURE_STORE,
                     reason="needs MVSA-Single, the shipped default head and MMSA_FIGURE_STORE (a feature store "
                            "path: the first run encodes all of MVSA train + dev into it)")
-def test_correction_on_mvsa_with_the_default_head(encoders, capsys):
+def test_correction_on_mvsa_with_the_default_head(capsys):
     """The README figure: 20 MVSA dev pairs the shipped head gets wrong, replaying train pairs; the
     reference is the rest of dev. Opt-in because it encodes ~4,000 pairs the first time:
     ``MMSA_FIGURE_STORE=~/.cache/mmsa/features.sqlite pytest -q tests/test_correction.py -s``."""
@@ -151,7 +151,7 @@ def test_correction_on_mvsa_with_the_default_head(encoders, capsys):
 
     tensors, card = read_version_folder(DEFAULT_HEAD)
     store = FeatureStore(Path(FIGURE_STORE).expanduser())
-    pred = Predictor.from_card(tensors, card, store, encoders=encoders)
+    pred = Predictor.from_card(tensors, card, store)  # the encoders the card names (MiniLM + its LoRA adapter)
     load = lambda name: load_labelled_set(MVSA / name, MVSA / "images", pred.text_encoder,  # noqa: E731
                                           pred.image_encoder, store).features
     dev, train = load("dev.csv"), load("train.csv")
