@@ -115,3 +115,102 @@ def _accuracy(encoder, classifier, texts: Sequence[str], labels: np.ndarray) -> 
         pred = classifier(encoder.forward_features(batch["input_ids"], batch["attention_mask"])).argmax(1)
         correct += int((pred.numpy() == np.asarray(labels[start:start + 64])).sum())
     return correct / max(1, len(texts))
+
+
+def finetune_jointly(texts: Sequence[str], train: "FeatureSet", dev_texts: Sequence[str], dev: "FeatureSet",
+                     out_dir: Path, *, spec: str = DEFAULT_TEXT_SPEC, config: FinetuneConfig | None = None,
+                     head_config: "TrainConfig | None" = None,
+                     on_step: Callable[[dict], None] | None = None):
+    """Fine-tune the text encoder's LoRA adapter *together with* the three heads (image features stay
+    frozen, from the store). The heads that ship are the ones trained with the encoder, so they are
+    never fitted on features of sentences the encoder has already learned by heart (which is what
+    happens when heads are trained afterwards on the fine-tuned encoder's training-set features).
+
+    Keeps the adapter and heads of the epoch with the best dev fused weighted F1; returns
+    ``(heads, summary)`` and writes the adapter to ``out_dir``."""
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+    from sklearn.metrics import f1_score
+
+    from core.model import HEAD_NAMES, HeadConfig, LateFusionHeads
+    from core.training import TrainConfig
+
+    config = config or FinetuneConfig()
+    head_config = head_config or TrainConfig()
+    seed_everything(config.seed)
+    encoder = load_text_encoder(spec, device=torch.device("cpu"))
+    encoder.max_tokens = config.max_tokens
+    heads = LateFusionHeads(HeadConfig(train.text.shape[1], train.image.shape[1], head_config.hidden,
+                                       head_config.dropout))
+    heads.fit_normalisation(train.text, train.image)  # the base encoder's feature scale: a fixed yardstick
+    lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=list(config.target_modules))
+    encoder.model = get_peft_model(encoder.model, lora)
+    optimiser = torch.optim.AdamW([
+        {"params": [p for p in encoder.model.parameters() if p.requires_grad], "lr": config.lr},
+        {"params": heads.parameters(), "lr": head_config.lr, "weight_decay": head_config.weight_decay},
+    ], weight_decay=0.01)
+    steps_per_epoch = math.ceil(len(texts) / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda step: min(1.0, (step + 1) / (0.06 * total_steps)) * max(0.0, 1 - step / total_steps))
+    losses = {name: nn.CrossEntropyLoss(weight=class_weights(np.asarray(train.labels), head_config.class_weighting))
+              for name in HEAD_NAMES}
+    target = torch.as_tensor(train.labels, dtype=torch.long)
+    image = torch.as_tensor(train.image, dtype=torch.float32)
+    generator = torch.Generator().manual_seed(config.seed)
+    out_dir = Path(out_dir)
+    best = {"dev_weighted_f1": -1.0, "epoch": 0}
+    best_heads = None
+    history = []
+    started = time.time()
+    for epoch in range(1, config.epochs + 1):
+        encoder.model.train()
+        heads.train()
+        order = torch.randperm(len(texts), generator=generator)
+        for step, start in enumerate(range(0, len(order), config.batch_size)):
+            idx = order[start:start + config.batch_size]
+            batch = encoder.tokenize([texts[i] for i in idx])
+            text_features = encoder.forward_features(batch["input_ids"], batch["attention_mask"])
+            logits = heads(text_features, image[idx])
+            loss = sum(losses[name](logits[name], target[idx]) for name in HEAD_NAMES)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            if on_step and step % 10 == 0:
+                on_step({"epoch": epoch, "step": step, "of": steps_per_epoch, "loss": float(loss.detach()),
+                         "elapsed_s": time.time() - started})
+        dev_logits = _joint_logits(encoder, heads, dev_texts, dev.image)
+        scores = {name: {"accuracy": float((dev_logits[name].argmax(1) == dev.labels).mean()),
+                         "weighted_f1": float(f1_score(dev.labels, dev_logits[name].argmax(1), average="weighted"))}
+                  for name in HEAD_NAMES}
+        row = {"epoch": epoch, "elapsed_s": time.time() - started,
+               **{f"dev_{name}_{k}": v for name in HEAD_NAMES for k, v in scores[name].items()}}
+        history.append(row)
+        if on_step:
+            on_step(row)
+        if scores["fused"]["weighted_f1"] > best["dev_weighted_f1"]:
+            best = {"dev_weighted_f1": scores["fused"]["weighted_f1"], "epoch": epoch}
+            encoder.model.save_pretrained(str(out_dir), safe_serialization=True)
+            _make_portable(out_dir, spec)
+            best_heads = copy.deepcopy(heads).eval()
+    summary = {"base_spec": spec, "mode": "joint", "config": asdict(config), "head_config": head_config.as_dict(),
+               "best": best, "history": history, "n_train": len(texts), "n_dev": len(dev_texts)}
+    (out_dir / "finetune.json").write_text(json.dumps(summary, indent=2))
+    return best_heads, summary
+
+
+@torch.no_grad()
+def _joint_logits(encoder, heads, texts: Sequence[str], image_features: np.ndarray) -> dict[str, np.ndarray]:
+    encoder.model.eval()
+    heads.eval()
+    parts: dict[str, list[np.ndarray]] = {}
+    for start in range(0, len(texts), 64):
+        batch = encoder.tokenize(list(texts[start:start + 64]))
+        feats = encoder.forward_features(batch["input_ids"], batch["attention_mask"])
+        logits = heads(feats, torch.as_tensor(image_features[start:start + 64], dtype=torch.float32))
+        for name, value in logits.items():
+            parts.setdefault(name, []).append(value.numpy())
+    return {name: np.concatenate(chunks) for name, chunks in parts.items()}
