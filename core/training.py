@@ -155,17 +155,55 @@ def predict_logits(model: LateFusionHeads, data: FeatureSet, batch_size: int = 1
 
 
 def dev_scores(model: LateFusionHeads, dev: FeatureSet, losses: dict[str, nn.Module]) -> dict[str, dict]:
-    from sklearn.metrics import accuracy_score, f1_score
-
     logits = predict_logits(model, dev)
+    return _scores(logits, np.asarray(dev.labels), losses)
+
+
+def weighted_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = len(LABELS)) -> float:
+    """sklearn's ``f1_score(average="weighted", zero_division=0)`` in numpy (classes weighted by
+    their support; a class with no true and no predicted rows weighs 0 there and here)."""
+    y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+    support = np.bincount(y_true, minlength=n_classes).astype(np.float64)
+    predicted = np.bincount(y_pred, minlength=n_classes).astype(np.float64)
+    tp = np.bincount(y_true[y_true == y_pred], minlength=n_classes).astype(np.float64)
+    denominator = support + predicted  # 2tp + fp + fn
+    f1 = np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
+    return float((f1 * support).sum() / support.sum()) if support.sum() else 0.0
+
+
+def _scores(logits: dict[str, np.ndarray], labels: np.ndarray, losses: dict[str, nn.Module]) -> dict[str, dict]:
+    """Per-head dev loss, accuracy and weighted F1 (numpy: sklearn's import and checks cost more than
+    the whole dev pass, once per epoch)."""
+    target = torch.as_tensor(labels, dtype=torch.long)
     scores = {}
     for name in HEAD_NAMES:
-        target = torch.as_tensor(dev.labels, dtype=torch.long)
         loss = float(losses[name](torch.as_tensor(logits[name]), target))
         pred = logits[name].argmax(1)
-        scores[name] = {"loss": loss, "accuracy": float(accuracy_score(dev.labels, pred)),
-                        "weighted_f1": float(f1_score(dev.labels, pred, average="weighted", zero_division=0))}
+        scores[name] = {"loss": loss, "accuracy": float((pred == labels).mean()),
+                        "weighted_f1": weighted_f1(labels, pred)}
     return scores
+
+
+def _train_forward(model: LateFusionHeads, text: torch.Tensor, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``model.forward`` on inputs already normalised by the model's own mean / std (done once per
+    training run instead of once per step: the same elementwise ops, so the same numbers), with the
+    same dropout draws in the same order."""
+    text, image = model.input_dropout(text), model.input_dropout(image)
+    return {
+        "text": model.heads["text"](text),
+        "image": model.heads["image"](image),
+        "fused": model.heads["fused"](torch.cat([text, image], dim=-1)),
+    }
+
+
+def _adamw(params, **kwargs) -> torch.optim.Optimizer:
+    """AdamW, fused into one kernel per step where this torch supports it on CPU (the same update
+    rule; about 4x less optimiser time than foreach on the heads), else foreach."""
+    params = list(params)
+    try:
+        return torch.optim.AdamW(params, fused=True, **kwargs)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.AdamW(params, foreach=True, **kwargs)
 
 
 @one_training_at_a_time
@@ -185,9 +223,13 @@ def train_heads(train: FeatureSet, dev: FeatureSet, config: TrainConfig | None =
     targets = head_targets(train, config.branch_labels)
     losses = {name: nn.CrossEntropyLoss(weight=class_weights(targets[name].numpy(), config.class_weighting))
               for name in HEAD_NAMES}
-    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=True)
-    text = torch.as_tensor(train.text, dtype=torch.float32)
-    image = torch.as_tensor(train.image, dtype=torch.float32)
+    optimiser = _adamw(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    with torch.no_grad():
+        text, image = model.normalise(torch.as_tensor(train.text, dtype=torch.float32),
+                                      torch.as_tensor(train.image, dtype=torch.float32))
+        dev_text, dev_image = model.normalise(torch.as_tensor(dev.text, dtype=torch.float32),
+                                              torch.as_tensor(dev.image, dtype=torch.float32))
+    dev_labels = np.asarray(dev.labels)
     generator = torch.Generator().manual_seed(config.seed)
 
     best = {name: (-1.0, 0, copy.deepcopy(model.heads[name].state_dict())) for name in HEAD_NAMES}
@@ -199,13 +241,16 @@ def train_heads(train: FeatureSet, dev: FeatureSet, config: TrainConfig | None =
         total = 0.0
         for start in range(0, len(order), config.batch_size):
             idx = order[start:start + config.batch_size]
-            logits = model(text[idx], image[idx])
+            logits = _train_forward(model, text[idx], image[idx])
             loss = sum(losses[name](logits[name], targets[name][idx]) for name in HEAD_NAMES)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
             total += float(loss.detach()) * len(idx)
-        scores = dev_scores(model, dev, losses)
+        model.eval()
+        with torch.no_grad():
+            dev_logits = {name: value.numpy() for name, value in _train_forward(model, dev_text, dev_image).items()}
+        scores = _scores(dev_logits, dev_labels, losses)
         improved = False
         for name in HEAD_NAMES:
             if scores[name]["weighted_f1"] > best[name][0]:
