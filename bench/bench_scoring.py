@@ -3,7 +3,9 @@
     python bench/bench_scoring.py [--n N] [--json] [--data DIR] [--make-pairs] [--levers]
 
 One run, the same N pairs (default 256 from ``../shared/data/mvsa_single``, or pairs drawn here when
-that folder is absent or ``--make-pairs`` is given), the default bundled encoders on CPU:
+that folder is absent or ``--make-pairs`` is given), on CPU, the default pipeline: the shipped head
+(``assets/models/default``) and the encoders its card names (MiniLM-L6 + the MVSA LoRA adapter,
+EfficientNet-Lite0):
 
 - ``naive_pairs_per_s``   a plain per-pair loop with the PyTorch encoders: open the image with PIL
                           (full decode), preprocess, encode one text, encode one image, run the heads
@@ -106,17 +108,22 @@ def bench_pairs(n: int, data: Path, make: bool, scratch: Path):
 # --------------------------------------------------------------------------------------------
 # Heads
 # --------------------------------------------------------------------------------------------
-def load_heads(text_encoder, image_encoder, rows):
-    """The shipped default head when it fits these encoders, else a quick one trained on the bench
-    pairs (in a throwaway store, so the timed passes below still start cold)."""
-    from core.predict import check_card_matches, heads_from_card
+def load_encoders_and_heads(rows):
+    """The real default pipeline: the shipped head (``config.DEFAULT_HEAD_DIR``) and the encoders its
+    card names (MiniLM with the MVSA LoRA adapter merged, EfficientNet-Lite0), loaded the way
+    ``core.predict.load_default_predictor(head_path=DEFAULT_HEAD_DIR)`` loads them. Only when there is
+    no usable shipped head: the plain default encoders and a quick head trained on the bench pairs (in
+    a throwaway store, so the timed passes below still start cold)."""
+    from core.encoders import load_image_encoder, load_text_encoder
+    from core.predict import check_card_matches, heads_from_card, load_encoders_for_card
 
     if (config.DEFAULT_HEAD_DIR / "card.json").exists():
         from core.registry import read_version_folder
         try:
             tensors, card = read_version_folder(config.DEFAULT_HEAD_DIR)
+            text_encoder, image_encoder = load_encoders_for_card(card)
             check_card_matches(card, text_encoder, image_encoder)
-            return heads_from_card(tensors, card), card, "shipped default head"
+            return text_encoder, image_encoder, heads_from_card(tensors, card), card, "shipped default head"
         except Exception as exc:  # noqa: BLE001 - fall through to a quick head, and say why
             log(f"shipped head unusable here ({type(exc).__name__}: {exc}); training a quick one")
     from core.features import FeatureStore
@@ -124,13 +131,14 @@ def load_heads(text_encoder, image_encoder, rows):
     from core.labels import LABEL_TO_INDEX
     from core.training import FeatureSet, TrainConfig, train_heads
 
+    text_encoder, image_encoder = load_text_encoder(), load_image_encoder()
     encoded = encode_pairs(rows, text_encoder, image_encoder, FeatureStore(None))
     labels = np.array([LABEL_TO_INDEX[r.label] for r in rows], dtype=np.int64)
     data = FeatureSet(encoded.text, encoded.image, labels)
     heads = train_heads(data, data, TrainConfig(max_epochs=5, patience=5)).model
     card = {"text_encoder": text_encoder.info.as_dict(), "image_encoder": image_encoder.info.as_dict(),
             "hidden": heads.config.hidden, "dropout": heads.config.dropout}
-    return heads, card, "quick head trained on the bench pairs"
+    return text_encoder, image_encoder, heads, card, "quick head trained on the bench pairs"
 
 
 # --------------------------------------------------------------------------------------------
@@ -245,7 +253,6 @@ def peak_rss_mb() -> float:
 
 
 def run(args) -> dict:
-    from core.encoders import load_image_encoder, load_text_encoder
     from core.features import FeatureStore
     from core.predict import Predictor
 
@@ -257,14 +264,14 @@ def run(args) -> dict:
         log(f"pairs: {source}")
 
         started = time.perf_counter()
-        text_encoder, image_encoder = load_text_encoder(), load_image_encoder()
-        log(f"encoders loaded in {time.perf_counter() - started:.1f} s (peak RSS {peak_rss_mb():.0f} MB)")
+        text_encoder, image_encoder, heads, card, head_source = load_encoders_and_heads(rows)
+        heads.eval()
+        log(f"encoders loaded in {time.perf_counter() - started:.1f} s: text {text_encoder.describe()}, "
+            f"image {image_encoder.describe()} (peak RSS {peak_rss_mb():.0f} MB)")
         started = time.perf_counter()
         text_encoder.onnx_runner(), image_encoder.onnx_runner()  # export on first use (not timed)
         log(f"runtime: text {text_encoder.runtime}, image {image_encoder.runtime} "
             f"(graphs ready in {time.perf_counter() - started:.1f} s)")
-        heads, card, head_source = load_heads(text_encoder, image_encoder, rows)
-        heads.eval()
         log(f"heads: {head_source}")
 
         if args.levers:
