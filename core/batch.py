@@ -81,32 +81,67 @@ def score_chunk(rows: Sequence, predictor) -> pd.DataFrame:
     with one_torch_thread():
         probs = predictor.probabilities(encoded.text, encoded.image, encoded.has_text, encoded.has_image)
     conflicts = predictor.conflicts(probs)
-    records = []
-    for i, row in enumerate(rows):
-        error = encoded.errors[i]
-        if error is None and not encoded.has_text[i] and not encoded.has_image[i]:
-            error = "neither text nor image to score"
-        record = {"row": row.row, "id": row.id, "text": row.text,
-                  "image": None if row.image_path is None else str(getattr(row, "image_name", None) or row.image_path.name),
-                  "label": row.label}
-        head_preds = {}
-        for head in HEAD_NAMES:
-            p = probs[head][i]
-            for k, label in enumerate(LABELS):
-                record[f"p_{head}_{label}"] = None if error or np.isnan(p[k]) else round(float(p[k]), 6)
-            head_preds[head] = None if error or np.isnan(p).any() else LABELS[int(np.argmax(p))]
-        source = next((h for h in ("fused", "text", "image") if head_preds[h] is not None), None)
-        record.update({
-            "text_prediction": head_preds["text"], "image_prediction": head_preds["image"],
-            "prediction": head_preds[source] if source else None,
-            "confidence": None if source is None else round(float(np.nanmax(probs[source][i])), 6),
-            "prediction_source": source,
-            "conflict": bool(conflicts[i]) if error is None and encoded.has_text[i] and encoded.has_image[i] else False,
-            "status": "error" if error else ("warning" if encoded.warnings[i] else "ok"),
-            "message": error or "; ".join(encoded.warnings[i]),
-        })
-        records.append(record)
-    return pd.DataFrame.from_records(records, columns=result_columns())
+    return _chunk_frame(rows, encoded, probs, conflicts)
+
+
+def _chunk_frame(rows: Sequence, encoded, probs: dict[str, np.ndarray], conflicts: np.ndarray) -> pd.DataFrame:
+    """The result rows of one chunk, built column by column with numpy (a per-row dict of 20 fields
+    was most of a warm-store pass). Same values and dtypes as a frame built from one record per row:
+    a probability / confidence is None (NaN) where the row failed or the head has no input, a
+    prediction is None where it has no probabilities."""
+    n = len(rows)
+    errors = list(encoded.errors)
+    has_text, has_image = np.asarray(encoded.has_text, bool), np.asarray(encoded.has_image, bool)
+    for i in np.flatnonzero(~has_text & ~has_image):
+        if errors[i] is None:
+            errors[i] = "neither text nor image to score"
+    failed = np.array([e is not None for e in errors], dtype=bool)
+    columns: dict[str, object] = {
+        "row": [row.row for row in rows], "id": [row.id for row in rows], "text": [row.text for row in rows],
+        "image": [None if row.image_path is None else str(getattr(row, "image_name", None) or row.image_path.name)
+                  for row in rows],
+        "label": [row.label for row in rows],
+    }
+    labels = np.array(LABELS, dtype=object)
+    usable, predicted = {}, {}
+    for head in HEAD_NAMES:
+        p = np.asarray(probs[head], dtype=np.float64)
+        usable[head] = ~failed & ~np.isnan(p).any(axis=1)
+        rounded = np.round(p, 6)
+        for k, label in enumerate(LABELS):
+            columns[f"p_{head}_{label}"] = _floats_or_none(rounded[:, k], ~failed & ~np.isnan(p[:, k]))
+        predicted[head] = np.where(usable[head], labels[np.nan_to_num(p).argmax(axis=1)], None)
+    source = np.full(n, None, dtype=object)
+    for head in ("image", "text", "fused"):  # the last one written wins: fused, else text, else image
+        source[usable[head]] = head
+    prediction = np.full(n, None, dtype=object)
+    confidence = np.full(n, np.nan)
+    for head in HEAD_NAMES:
+        mine = source == head
+        prediction[mine] = predicted[head][mine]
+        confidence[mine] = np.round(np.nanmax(np.asarray(probs[head], np.float64)[mine], axis=1), 6) \
+            if mine.any() else confidence[mine]
+    warned = np.array([bool(w) for w in encoded.warnings], dtype=bool)
+    columns.update({
+        "text_prediction": predicted["text"].tolist(), "image_prediction": predicted["image"].tolist(),
+        "prediction": prediction.tolist(),
+        "confidence": _floats_or_none(confidence, source != None),  # noqa: E711 - elementwise
+        "prediction_source": source.tolist(),
+        "conflict": (~failed & has_text & has_image & np.asarray(conflicts, bool)).tolist(),
+        "status": np.where(failed, "error", np.where(warned, "warning", "ok")).tolist(),
+        "message": [errors[i] or "; ".join(encoded.warnings[i]) for i in range(n)],
+    })
+    return pd.DataFrame(columns, columns=result_columns())
+
+
+def _floats_or_none(values: np.ndarray, keep: np.ndarray):
+    """A float column with NaN where not ``keep``; all-missing gives a column of None, as a frame
+    built from records with None everywhere would (object dtype)."""
+    if keep.all():
+        return values.astype(np.float64)
+    if not keep.any():
+        return pd.Series([None] * len(values), dtype=object)
+    return np.where(keep, values, np.nan)
 
 
 def result_columns() -> list[str]:

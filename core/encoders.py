@@ -33,6 +33,7 @@ DEFAULT_IMAGE_SPEC = "bundled:efficientnet-lite0"
 SEED_TEXT_SPEC = "distilbert-base-uncased"
 SEED_IMAGE_SPEC = "google/vit-base-patch16-224"
 TEXT_MAX_TOKENS = 128  # tweets and review snippets fit; longer texts are truncated and flagged
+TOKEN_MEMO_SIZE = 200_000  # texts whose token count a text encoder remembers (a few tens of MB at most)
 
 
 class EncoderUnavailable(RuntimeError):
@@ -119,6 +120,7 @@ class TextEncoder:
         self.id = f"text:{spec}:{weights_id}"
         self.n_encoded = 0  # texts actually run through the model (the feature store test reads it)
         self._onnx = _OnnxBackend(self.device)
+        self._token_counts: dict[str, int] = {}
 
     @property
     def runtime(self) -> str:
@@ -152,10 +154,23 @@ class TextEncoder:
             attention_mask[row, cols] = m
         return input_ids, attention_mask
 
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        """Tokens of each text, special tokens included, before truncation. Remembered per text (a
+        bounded in-process memo: the tokenizer never changes for an encoder), so scoring the same
+        texts again does not tokenise them again."""
+        texts = list(texts)
+        memo = self._token_counts
+        todo = list(dict.fromkeys(t for t in texts if t not in memo))
+        if todo:
+            if len(memo) + len(todo) > TOKEN_MEMO_SIZE:
+                memo.clear()
+            ids = self.tokenizer(todo, add_special_tokens=True, truncation=False)["input_ids"]
+            memo.update(zip(todo, map(len, ids)))
+        return [memo[t] for t in texts]
+
     def truncated(self, texts: Sequence[str]) -> list[bool]:
         """Which texts are longer than the encoder reads (they are cut, and the row says so)."""
-        lengths = self.tokenizer(list(texts), add_special_tokens=True, truncation=False)["input_ids"]
-        return [len(ids) > self.max_tokens for ids in lengths]
+        return [count > self.max_tokens for count in self.token_counts(texts)]
 
     def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         if self.pooling == "cls":

@@ -56,6 +56,18 @@ def cpu_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def session_threads() -> int:
+    """Intra-op threads of each encoder session: half the cores. ``core.featurize.encode_pairs`` runs
+    the text and the image encoder side by side, so together they fill the machine; at the small
+    batches scored here a session gains little from a second thread (MiniLM on 32 tweets, Lite0 on
+    16 pictures), and two sessions each waiting on a pool as wide as the machine lose (README).
+    ``MMSA_ORT_THREADS`` overrides it."""
+    override = os.environ.get("MMSA_ORT_THREADS", "").strip()
+    if override.isdigit() and int(override) > 0:
+        return int(override)
+    return max(1, cpu_threads() // 2)
+
+
 def cache_folder(encoder_id: str, kind: str) -> Path:
     import onnxruntime
 
@@ -184,7 +196,7 @@ def _build(kind: str, encoder, module: nn.Module, probes: list[dict], input_name
             warnings.warn(f"ONNX graph of {encoder.id} differs from PyTorch (relative error "
                           f"{meta.get('parity_relative_error'):.2e}); this encoder stays in PyTorch")
             return None
-        return OnnxRunner(path)
+        return OnnxRunner(path, threads=session_threads())
 
 
 def text_runner(encoder) -> OnnxRunner | None:
