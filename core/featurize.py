@@ -46,9 +46,8 @@ def encode_pairs(rows: Sequence, text_encoder, image_encoder, store: FeatureStor
 
     The two modalities run side by side: the images (read + hashed in worker threads, looked up in
     the store, the missing ones decoded one batch ahead and encoded) in one thread, the texts (store
-    lookup, encoding, the truncation check) in the caller's. Each encoder's ONNX session has half
-    the cores (``core.onnx_export.session_threads``), so the two together use the machine without
-    either one's thread pool waiting on the other."""
+    lookup, encoding, the truncation check) in the caller's, so reading, hashing and decoding overlap
+    the text encoder."""
     n = len(rows)
     errors: list[str | None] = [getattr(r, "error", None) for r in rows]
     warnings = [list(getattr(r, "warnings", []) or []) for r in rows]

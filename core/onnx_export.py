@@ -57,15 +57,15 @@ def cpu_threads() -> int:
 
 
 def session_threads() -> int:
-    """Intra-op threads of each encoder session: half the cores. ``core.featurize.encode_pairs`` runs
-    the text and the image encoder side by side, so together they fill the machine; at the small
-    batches scored here a session gains little from a second thread (MiniLM on 32 tweets, Lite0 on
-    16 pictures), and two sessions each waiting on a pool as wide as the machine lose (README).
-    ``MMSA_ORT_THREADS`` overrides it."""
+    """Intra-op threads of each encoder session: all the cores this process may use. Measured on the
+    2-core box (README lever table): text and image side by side with one thread each was no faster
+    than with the full width (3.53 vs 3.71 s for 256 pairs, within noise), while a one-thread session
+    halves the speed whenever only one modality has work (``predict_pair``, re-scoring known images
+    with new texts). ``MMSA_ORT_THREADS`` overrides it."""
     override = os.environ.get("MMSA_ORT_THREADS", "").strip()
     if override.isdigit() and int(override) > 0:
         return int(override)
-    return max(1, cpu_threads() // 2)
+    return cpu_threads()
 
 
 def cache_folder(encoder_id: str, kind: str) -> Path:
