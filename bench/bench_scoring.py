@@ -89,12 +89,13 @@ def make_pairs(folder: Path, n: int, seed: int = 0):
 
 
 def bench_pairs(n: int, data: Path, make: bool, scratch: Path):
-    """(prepared rows, label) of n pairs: MVSA test then dev then train rows, else made pairs."""
+    """(prepared rows, label) of n pairs: MVSA dev then train rows (never test.csv: it is kept for the
+    final accuracy figures, and a fallback head is trained on these pairs), else made pairs."""
     import pandas as pd
     from core.data import prepare_pairs
 
-    if not make and (data / "test.csv").exists():
-        frame = pd.concat([pd.read_csv(data / f"{split}.csv") for split in ("test", "dev", "train")
+    if not make and (data / "dev.csv").exists():
+        frame = pd.concat([pd.read_csv(data / f"{split}.csv") for split in ("dev", "train")
                            if (data / f"{split}.csv").exists()], ignore_index=True).head(n)
         images, source = data / "images", f"{len(frame)} pairs from {data}"
     else:
@@ -323,7 +324,7 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=256, help="pairs to score (default 256)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON line, last")
-    parser.add_argument("--data", default=str(config.mvsa_dir()), help="folder with test.csv + images/")
+    parser.add_argument("--data", default=str(config.mvsa_dir()), help="folder with dev.csv / train.csv + images/")
     parser.add_argument("--make-pairs", action="store_true", help="draw pairs here even if MVSA is present")
     parser.add_argument("--levers", action="store_true", help="also measure the levers (slow)")
     ARGS = parser.parse_args(argv)
