@@ -7,7 +7,7 @@ made by the command written in the README.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -110,14 +110,9 @@ def build_head(train_csv: Path, dev_csv: Path, images_dir: Path, out_dir: Path, 
                text_spec: str, image_spec: str, text_adapter: str | Path | None = None,
                test_csv: Path | None = None, train_config: TrainConfig | None = None,
                store: FeatureStore | None = None, note: str = "",
-               log: Callable[[str], None] = print, encoders: tuple | None = None,
-               joint: "FinetuneConfig | None" = None) -> dict:
+               log: Callable[[str], None] = print, encoders: tuple | None = None) -> dict:
     """Train a head version and write it to ``out_dir``. ``test_csv`` is evaluated once, at the end,
-    after every choice was made on dev; its numbers only go into the card.
-
-    With ``joint``, the text encoder's LoRA adapter is fine-tuned together with the heads (see
-    ``core.finetune.finetune_jointly``) and written to ``text_adapter``; the heads that ship are the
-    ones trained with it."""
+    after every choice was made on dev; its numbers only go into the card."""
     from core.encoders import load_image_encoder, load_text_encoder
     from core.registry import write_version_folder
 
@@ -127,7 +122,7 @@ def build_head(train_csv: Path, dev_csv: Path, images_dir: Path, out_dir: Path, 
     if encoders is not None:  # already loaded (tests, the app): must be the ones the specs name
         text_encoder, image_encoder = encoders
     else:
-        text_encoder = load_text_encoder(text_spec, adapter=None if joint else text_adapter)
+        text_encoder = load_text_encoder(text_spec, adapter=text_adapter)
         image_encoder = load_image_encoder(image_spec)
     log(f"encoders: {text_encoder.describe()} ({text_encoder.dim}-d), {image_encoder.describe()} ({image_encoder.dim}-d)")
     train = load_labelled_set(train_csv, images_dir, text_encoder, image_encoder, store)
@@ -135,25 +130,10 @@ def build_head(train_csv: Path, dev_csv: Path, images_dir: Path, out_dir: Path, 
     log(f"features: train {len(train.features)} pairs ({len(train.skipped)} skipped), dev {len(dev.features)} "
         f"({len(dev.skipped)} skipped), {time.time() - started:.0f}s")
     t0 = time.time()
-    if joint is None:
-        result = train_heads(train.features, dev.features, train_config,
-                             on_epoch=lambda row: log(f"epoch {row['epoch']:3d}  train loss {row['train_loss']:.4f}  "
-                                                      f"dev fused acc {row['dev_accuracy']:.4f}  wF1 {row['dev_weighted_f1']:.4f}"))
-        model, history, best_epoch = result.model, result.history, result.best_epoch
-    else:
-        from core.finetune import finetune_jointly
-
-        if text_adapter is None:
-            raise ValueError("joint fine-tuning needs a folder to write the text adapter to (text_adapter)")
-        texts = lambda data: list(data.frame["text"])  # noqa: E731
-        model, summary = finetune_jointly(texts(train), train.features, texts(dev), dev.features, Path(text_adapter),
-                                          spec=text_spec, config=joint, head_config=train_config,
-                                          on_step=lambda row: log(str(row)))
-        history, best_epoch = summary["history"], {name: summary["best"]["epoch"] for name in ("text", "image", "fused")}
-        # From here on, features come from the fine-tuned encoder (the one the card names).
-        text_encoder = load_text_encoder(text_spec, adapter=text_adapter)
-        train = load_labelled_set(train_csv, images_dir, text_encoder, image_encoder, store)
-        dev = load_labelled_set(dev_csv, images_dir, text_encoder, image_encoder, store)
+    result = train_heads(train.features, dev.features, train_config,
+                         on_epoch=lambda row: log(f"epoch {row['epoch']:3d}  train loss {row['train_loss']:.4f}  "
+                                                  f"dev fused acc {row['dev_accuracy']:.4f}  wF1 {row['dev_weighted_f1']:.4f}"))
+    model, history, best_epoch = result.model, result.history, result.best_epoch
     train_seconds = time.time() - t0
     temperatures = fit_temperatures(model, dev.features)
     metrics = {"dev": evaluate(model, dev, temperatures)}
@@ -182,10 +162,8 @@ def build_head(train_csv: Path, dev_csv: Path, images_dir: Path, out_dir: Path, 
             "train_csv": Path(train_csv).name, "dev_csv": Path(dev_csv).name,
             "data_fingerprint": train.features.fingerprint(),
             "n_train": len(train.features), "n_dev": len(dev.features),
-            "mode": "joint text fine-tuning" if joint else "heads on frozen features",
             "epochs_run": len(history), "best_epoch": best_epoch,
             "config": train_config.as_dict(), "train_seconds": round(train_seconds, 2),
-            "text_finetune": None if joint is None else asdict(joint),
             "history": history,
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         },

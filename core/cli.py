@@ -102,14 +102,9 @@ def cmd_train(args) -> int:
 
     train_config = TrainConfig(hidden=args.hidden, dropout=args.dropout, max_epochs=args.epochs, seed=args.seed,
                                class_weighting=args.class_weighting, branch_labels=args.branch_labels)
-    joint = None
-    if args.joint_finetune:
-        from core.finetune import FinetuneConfig
-        joint = FinetuneConfig(epochs=args.finetune_epochs, lr=args.finetune_lr, seed=args.seed)
     card = build_head(Path(args.train), Path(args.dev), Path(args.images), Path(args.out),
                       text_spec=args.text_encoder, image_spec=args.image_encoder, text_adapter=args.text_adapter,
-                      test_csv=Path(args.test) if args.test else None, train_config=train_config, note=args.note,
-                      joint=joint)
+                      test_csv=Path(args.test) if args.test else None, train_config=train_config, note=args.note)
     for split in ("dev", "test"):
         if split in card["metrics"]:
             for head in ("text", "image", "fused"):
@@ -202,11 +197,6 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--class-weighting", choices=["none", "sqrt", "inverse"], default="sqrt")
     train.add_argument("--branch-labels", choices=["pair", "modality"], default="pair")
-    train.add_argument("--joint-finetune", action="store_true",
-                       help="fine-tune the text encoder's LoRA adapter together with the heads; "
-                            "the adapter is written to --text-adapter")
-    train.add_argument("--finetune-epochs", type=int, default=2)
-    train.add_argument("--finetune-lr", type=float, default=5e-4)
     train.add_argument("--note", default="")
     train.set_defaults(run=cmd_train)
 

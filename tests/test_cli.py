@@ -109,20 +109,3 @@ def test_encoders_lists_bundled_specs_as_loading(capsys):
     assert "bundled:minilm-l6" in out and "bundled:efficientnet-lite0" in out
     assert "distilbert-base-uncased" in out and "unavailable" in out
 
-
-def test_train_with_joint_text_fine_tuning_ships_an_adapter_the_head_loads_with(pair_sets, tmp_path):
-    from core.predict import load_default_predictor
-
-    images = pair_sets["train"].parent / "images"
-    out, adapter = tmp_path / "head", tmp_path / "adapter"
-    code = cli.main(["train", "--train", str(pair_sets["train"]), "--dev", str(pair_sets["dev"]), "--images",
-                     str(images), "--out", str(out), "--text-adapter", str(adapter), "--joint-finetune",
-                     "--finetune-epochs", "1"])
-    assert code == 0
-    assert (adapter / "adapter_model.safetensors").exists()
-    card = json.loads((out / "card.json").read_text())
-    assert card["training"]["mode"] == "joint text fine-tuning"
-    assert card["text_encoder"]["adapter"] == str(adapter.resolve())
-    predictor = load_default_predictor(head_path=out)  # the card's encoder id names the adapter's hash
-    assert predictor.text_encoder.adapter == adapter.resolve()
-    assert predictor.predict_pair("what a lovely day", None).label in {"negative", "neutral", "positive"}
