@@ -37,7 +37,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-import safetensors.torch
+from safetensors.torch import load as load_safetensors_bytes
+from safetensors.torch import save as save_safetensors_bytes
 import torch
 
 from core.labels import LABELS
@@ -215,7 +216,7 @@ def _normalise_card(card: dict) -> dict:
 def _serialise(tensors: dict[str, torch.Tensor], card: dict) -> tuple[bytes, bytes, dict]:
     """Weights bytes, card bytes and the final card (with weights_sha256 of those exact bytes)."""
     tensors = {name: t.detach().cpu().contiguous() for name, t in _check_tensors(tensors).items()}
-    weights = safetensors.torch.save(tensors)
+    weights = save_safetensors_bytes(tensors)
     card = {**card, "weights_sha256": _sha256(weights)}
     card_bytes = json.dumps(card, indent=2, default=_json_default).encode("utf-8")
     return weights, card_bytes, card
@@ -310,7 +311,7 @@ def _read_weights_bytes(folder: Path, card: dict, name: str) -> bytes:
 def _parse_weights(weights: bytes, name: str) -> dict[str, torch.Tensor]:
     # safetensors only: a pickle (or anything else) fails to parse here and is never executed.
     try:
-        tensors = safetensors.torch.load(weights)
+        tensors = load_safetensors_bytes(weights)
     except Exception as error:  # SafetensorError is not a public, stable exception type
         raise RegistryError(f"{name}: weights are not a valid safetensors file ({error})") from error
     try:

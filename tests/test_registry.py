@@ -328,7 +328,7 @@ def test_crash_during_save_leaves_active_version_and_listing_untouched(registry,
     def failing_serialiser(tensors):
         raise RuntimeError("crash inside safetensors")
 
-    monkeypatch.setattr(registry_module.safetensors.torch, "save", failing_serialiser)
+    monkeypatch.setattr(registry_module, "save_safetensors_bytes", failing_serialiser)
     with pytest.raises(RuntimeError):
         registry.save(make_heads(3), make_card())
 
