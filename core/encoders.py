@@ -424,6 +424,3 @@ def known_specs() -> list[tuple[str, str]]:
     return [("text", DEFAULT_TEXT_SPEC), ("image", DEFAULT_IMAGE_SPEC),
             ("text", SEED_TEXT_SPEC), ("image", SEED_IMAGE_SPEC)]
 
-
-def hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")

@@ -154,11 +154,6 @@ def predict_logits(model: LateFusionHeads, data: FeatureSet, batch_size: int = 1
             for name, chunks in parts.items()}
 
 
-def dev_scores(model: LateFusionHeads, dev: FeatureSet, losses: dict[str, nn.Module]) -> dict[str, dict]:
-    logits = predict_logits(model, dev)
-    return _scores(logits, np.asarray(dev.labels), losses)
-
-
 def weighted_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = len(LABELS)) -> float:
     """sklearn's ``f1_score(average="weighted", zero_division=0)`` in numpy (classes weighted by
     their support; a class with no true and no predicted rows weighs 0 there and here)."""
