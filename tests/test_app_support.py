@@ -35,7 +35,7 @@ def open_page(page: str):
     at = new_app().run()
     assert not at.exception, at.exception
     if page != "home":
-        at.switch_page(f"pages/{page}.py").run()
+        at.switch_page(f"app_pages/{page}.py").run()
         assert not at.exception, at.exception
     return at
 

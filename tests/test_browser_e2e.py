@@ -162,7 +162,14 @@ def _go(page, label: str, title: str) -> None:
 def test_every_page_in_a_real_browser(page, server, shots, tmp_path):
     started = time.monotonic()
 
-    # ----- Home: the first view loads the encoders and the head -----
+    # ----- A bookmarked deep link is the server's very first request: still the real app -----
+    page.goto(server["url"] + "/batch")
+    page.get_by_role("heading", name="Batch scoring").wait_for(timeout=FIRST_LOAD_MS)
+    _settle(page, FIRST_LOAD_MS)
+    sidebar = page.locator('[data-testid="stSidebarNav"]').inner_text()
+    assert "Explore a pair" in sidebar and "common" not in sidebar, sidebar
+
+    # ----- Home: loads the encoders and the head -----
     page.goto(server["url"])
     page.get_by_role("heading", name="Multimodal sentiment dashboard").wait_for(timeout=FIRST_LOAD_MS)
     page.get_by_text("The model serving now").wait_for(timeout=FIRST_LOAD_MS)

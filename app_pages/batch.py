@@ -15,7 +15,7 @@ from core.data import TableError, prepare_pairs, read_table, to_safe_csv_bytes
 from core.labels import LABELS
 from core.paths import UnsafePathError
 from core.uploads import count_images, extract_images_zip, save_uploaded_files, server_folder
-from pages.common import active_predictor, corrections, duration, engine, head_label, pct, session_dir
+from app_pages.common import active_predictor, corrections, duration, engine, head_label, pct, session_dir
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp"]
 NONE = "(none)"

@@ -17,7 +17,7 @@ from core.paths import UnsafePathError
 from core.registry import RegistryError
 from core.training import CorrectionConfig, TrainingRefused
 from core.uploads import extract_images_zip, save_uploaded_files
-from pages.common import active_predictor, corrections, engine, head_label, pct, reference_set, session_dir
+from app_pages.common import active_predictor, corrections, engine, head_label, pct, reference_set, session_dir
 
 st.title("Correct the model")
 st.caption("Collect pairs the model got wrong with their right labels, fine-tune the heads on them while "

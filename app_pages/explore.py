@@ -8,7 +8,7 @@ from core.correction_set import CorrectionItem
 from core.examples import example_pairs
 from core.images import ImageError, decode_image
 from core.labels import LABELS
-from pages.common import active_predictor, corrections, engine, head_label, pct
+from app_pages.common import active_predictor, corrections, engine, head_label, pct
 
 st.title("Explore a pair")
 st.caption("Type a text, upload a picture, or both. The model answers from the text alone, the image alone "

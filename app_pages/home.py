@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from core.session import device_description, headline_metrics
-from pages.common import active_predictor, corrections, engine, head_label, pct
+from app_pages.common import active_predictor, corrections, engine, head_label, pct
 
 st.title("Multimodal sentiment dashboard")
 st.markdown(
@@ -16,13 +16,13 @@ st.markdown(
 
 c1, c2, c3 = st.columns(3)
 with c1:
-    st.page_link("pages/explore.py", label="Explore a pair", icon=":material/search:")
+    st.page_link("app_pages/explore.py", label="Explore a pair", icon=":material/search:")
     st.caption("One text and/or image: three sets of probabilities, the conflict check, an explanation.")
 with c2:
-    st.page_link("pages/batch.py", label="Batch scoring", icon=":material/table:")
+    st.page_link("app_pages/batch.py", label="Batch scoring", icon=":material/table:")
     st.caption("A CSV and its images: scores, charts, accuracy when labels exist, a safe CSV download.")
 with c3:
-    st.page_link("pages/correct.py", label="Correct the model", icon=":material/tune:")
+    st.page_link("app_pages/correct.py", label="Correct the model", icon=":material/tune:")
     st.caption("Teach the model the pairs it got wrong, check nothing broke, save and activate a version.")
 
 st.divider()
