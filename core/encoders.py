@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -221,18 +222,44 @@ def _is_sentence_transformers_folder(folder: Path) -> bool:
     return bool(json.loads(pooling.read_text()).get("pooling_mode_mean_tokens"))
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """One quick TCP connect to the hub. Without it, an offline machine spends minutes in the hub
+    client's retries (5 per file, several files per model) before the clear error below."""
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def _from_pretrained(loader, name: str, what: str, bundled_alternative: str):
     """Call a transformers ``from_pretrained`` and turn 'cannot reach the hub' into a clear error that
-    names the bundled alternative (never swap silently)."""
+    names the bundled alternative (never swap silently). A local folder or a model already in the
+    Hugging Face cache loads without the network."""
+    try:
+        return loader(name, local_files_only=True)
+    except (OSError, ValueError) as local_error:
+        if Path(name).is_dir() or not hub_reachable():
+            raise _unavailable(what, name, bundled_alternative, local_error) from local_error
     try:
         return loader(name)
     except (OSError, ValueError) as exc:
-        raise EncoderUnavailable(
-            f"Could not load {what} '{name}': it is neither a local folder nor reachable on the Hugging Face "
-            f"hub from this machine ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
-            f"Use the bundled {what} '{bundled_alternative}' instead, or download the model on a machine "
-            f"with internet and pass its folder."
-        ) from exc
+        raise _unavailable(what, name, bundled_alternative, exc) from exc
+
+
+def _unavailable(what: str, name: str, bundled_alternative: str, exc: Exception) -> EncoderUnavailable:
+    return EncoderUnavailable(
+        f"Could not load {what} '{name}': it is neither a local folder nor reachable on the Hugging Face "
+        f"hub from this machine ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
+        f"Use the bundled {what} '{bundled_alternative}' instead, or download the model on a machine "
+        f"with internet and pass its folder.")
 
 
 def load_text_encoder(spec: str = DEFAULT_TEXT_SPEC, adapter: str | Path | None = None,
@@ -392,7 +419,7 @@ class HuggingFaceImageEncoder(ImageEncoder):
 
         self.spec = spec
         # Without torchvision the fast processors are unavailable; ask for the PIL one on purpose.
-        self.processor = _from_pretrained(lambda s: AutoImageProcessor.from_pretrained(s, use_fast=False),
+        self.processor = _from_pretrained(lambda s, **kw: AutoImageProcessor.from_pretrained(s, use_fast=False, **kw),
                                           spec, "image encoder", DEFAULT_IMAGE_SPEC)
         self.model = _from_pretrained(AutoModel.from_pretrained, spec, "image encoder", DEFAULT_IMAGE_SPEC)
         self.model.eval().to(self.device)

@@ -79,3 +79,26 @@ def test_unreachable_hub_model_names_the_bundled_alternative(monkeypatch):
 def test_unknown_bundled_spec_is_refused():
     with pytest.raises(EncoderUnavailable, match="Available"):
         load_text_encoder("bundled:nope")
+
+
+def test_offline_machine_gets_the_clear_error_at_once_not_after_hub_retries(monkeypatch):
+    """Without HF_HUB_OFFLINE set, a machine with no route to the hub must not sit in the hub
+    client's retries: one failed connect and the bundled alternative is named."""
+    import socket
+
+    from huggingface_hub import constants
+
+    import core.encoders as encoders
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    attempts = []
+
+    def no_network(address, timeout=None):
+        attempts.append(address)
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    with pytest.raises(EncoderUnavailable, match="bundled:minilm-l6"):
+        load_text_encoder("distilbert-base-uncased")
+    assert len(attempts) == 1 and attempts[0][1] == 443
+    assert encoders.hub_reachable() is False
