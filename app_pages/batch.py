@@ -145,6 +145,12 @@ st.divider()
 st.subheader("Results")
 if result.failure:
     st.error(f"Scoring stopped early ({result.failure}). The {result.completed:,} rows scored so far are shown.")
+    if st.button(f"Resume from row {result.completed + 1:,}", key="batch_resume",
+                 help="Rows already scored are kept; their features are in the store, so nothing is encoded twice."):
+        started = time.perf_counter()
+        result = score_rows(batch["rows"], predictor, start=result.completed, previous=result.frame)
+        batch.update(result=result, seconds=batch["seconds"] + time.perf_counter() - started)
+        st.rerun()
 bad = frame[frame["status"] == "error"]
 good = scored(frame)
 m1, m2, m3, m4 = st.columns(4)

@@ -60,3 +60,32 @@ def test_server_folder_outside_the_data_root_is_refused(app_env, tmp_path):
     at.radio(key="batch_image_source").set_value("A folder on the server").run()
     at.text_input(key="batch_images_server").input("/etc").run()
     assert at.error and "outside the data folder" in at.error[0].value
+
+
+def test_a_run_that_breaks_midway_keeps_its_rows_and_resumes(app_env, tmp_path, monkeypatch):
+    import core.batch
+
+    csv = make_pair_set(tmp_path, n_per_class=30, seed=13)  # 90 rows: two chunks of 64
+    images = sorted((tmp_path / "images").iterdir())
+    real_chunk, calls = core.batch.score_chunk, []
+
+    def breaks_once_on_the_second_chunk(rows, predictor):
+        calls.append(len(rows))
+        if len(calls) == 2:
+            raise MemoryError("the machine ran out of memory")
+        return real_chunk(rows, predictor)
+
+    monkeypatch.setattr(core.batch, "score_chunk", breaks_once_on_the_second_chunk)
+    at = open_page("batch")
+    at.file_uploader(key="batch_csv").set_value(("pairs.csv", csv.read_bytes(), "text/csv")).run()
+    at.radio(key="batch_image_source").set_value("Upload image files").run()
+    at.file_uploader(key="batch_images_files").set_value([(p.name, p.read_bytes(), "image/png") for p in images]).run()
+    button(at, "batch_score").click().run()
+    assert at.error and "stopped early" in at.error[0].value and "64 rows scored so far" in at.error[0].value
+    assert len(at.session_state["batch"]["result"].frame) == 64
+
+    button(at, "batch_resume").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    result = at.session_state["batch"]["result"]
+    assert result.finished and len(result.frame) == 90
+    assert calls == [64, 26, 26]  # the first 64 rows were not scored again
