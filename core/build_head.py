@@ -149,6 +149,7 @@ def build_head(train_csv: Path, dev_csv: Path, images_dir: Path, out_dir: Path, 
         except ValueError:
             adapter_rel = str(adapter_path)
     card = {
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "note": note,
         "parent": None,
         "labels": list(LABELS),
