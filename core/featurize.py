@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import os
 import stat
-import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -59,9 +58,8 @@ def encode_pairs(rows: Sequence, text_encoder, image_encoder, store: FeatureStor
     image_idx = [i for i in range(n) if wants_image[i]]
 
     with ThreadPoolExecutor(max_workers=workers) as pool, ThreadPoolExecutor(max_workers=1) as side:
-        shared = SharedImageWork()
-        image_job = side.submit(_image_features, rows, image_idx, image_encoder, store, pool, image_batch,
-                                shared) if image_idx else None
+        image_job = side.submit(_image_features, rows, image_idx, image_encoder, store, pool,
+                                image_batch) if image_idx else None
         text_idx = np.flatnonzero(has_text)
         if len(text_idx):
             texts = [str(rows[i].text) for i in text_idx]
@@ -70,7 +68,6 @@ def encode_pairs(rows: Sequence, text_encoder, image_encoder, store: FeatureStor
                 if cut:
                     warnings[i].append(f"text longer than {text_encoder.max_tokens} tokens: only the start was read")
         if image_job is not None:
-            shared.help()  # texts done: encode images alongside the image thread until none are left
             vectors, image_errors = image_job.result()
             image[image_idx] = vectors
             for i, error in zip(image_idx, image_errors):
@@ -82,17 +79,8 @@ def encode_pairs(rows: Sequence, text_encoder, image_encoder, store: FeatureStor
 
 
 def _image_features(rows: Sequence, image_idx: list[int], image_encoder, store: FeatureStore,
-                    pool: ThreadPoolExecutor, image_batch: int, shared: SharedImageWork | None = None,
-                    ) -> tuple[np.ndarray, list[str | None]]:
+                    pool: ThreadPoolExecutor, image_batch: int) -> tuple[np.ndarray, list[str | None]]:
     """Vectors (zeros where it failed) and errors of the rows ``image_idx``, through the store."""
-    try:
-        return _image_features_inner(rows, image_idx, image_encoder, store, pool, image_batch, shared)
-    finally:
-        if shared is not None:
-            shared.close()  # nothing (more) to help with
-
-
-def _image_features_inner(rows, image_idx, image_encoder, store, pool, image_batch, shared):
     vectors = np.zeros((len(image_idx), image_encoder.dim), dtype=np.float32)
     errors: list[str | None] = [None] * len(image_idx)
     paths = [rows[i].image_path for i in image_idx]
@@ -123,7 +111,7 @@ def _image_features_inner(rows, image_idx, image_encoder, store, pool, image_bat
 
     def encode_missing(positions: list[int]) -> np.ndarray:
         encoded, failed = encode_image_blobs([blobs[good[q]] for q in positions], image_encoder, pool,
-                                             image_batch, shared)
+                                             image_batch)
         for q, error in zip(positions, failed):
             decode_errors[q] = error
         return encoded
@@ -162,60 +150,25 @@ def _remembered_key(path) -> str | None:
     return entry[1] if _signature(path) == entry[0] else None
 
 
-class SharedImageWork:
-    """Lets a second thread join the image encoding: ``encode_image_blobs`` offers its batches here,
-    and a thread that has finished its own work (the texts) calls ``help()`` to encode batches too,
-    each thread claiming the next one. ``close()`` ends the offer (``help()`` then returns)."""
-
-    def __init__(self):
-        self._cond = threading.Condition()
-        self._work: Callable[[], None] | None = None
-        self._closed = False
-
-    def offer(self, work: Callable[[], None]) -> None:
-        with self._cond:
-            if not self._closed:
-                self._work = work
-                self._cond.notify_all()
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed, self._work = True, None
-            self._cond.notify_all()
-
-    def help(self) -> None:
-        with self._cond:
-            while self._work is None and not self._closed:
-                self._cond.wait()
-            work = self._work
-        if work is not None:
-            work()
-
-
 def encode_image_blobs(blobs: Sequence[bytes], image_encoder, pool: ThreadPoolExecutor,
-                       batch_size: int = IMAGE_BATCH, shared: SharedImageWork | None = None,
-                       ) -> tuple[np.ndarray, list[str | None]]:
+                       batch_size: int = IMAGE_BATCH) -> tuple[np.ndarray, list[str | None]]:
     """Vectors for image files' bytes, and per blob the error that kept it out (its row stays zeros).
-    Decoding + preprocessing runs in ``pool`` up to two batches ahead of the encoder; with ``shared``,
-    a helper thread may encode batches too (the caller's thread always takes part)."""
+    The next batch is decoded + preprocessed in ``pool`` while the encoder runs on this one, so at
+    most two batches of pixels are in memory."""
     vectors = np.zeros((len(blobs), image_encoder.dim), dtype=np.float32)
     errors: list[str | None] = [None] * len(blobs)
     pipelined = hasattr(image_encoder, "preprocess") and hasattr(image_encoder, "encode_pixels")
     prepare = (lambda blob: _safe_prepare(blob, image_encoder)) if pipelined else _safe_decode
     starts = list(range(0, len(blobs), batch_size))
-    prepared: dict[int, list[Future]] = {}
-    lock = threading.Lock()
-    state = {"next": 0, "running": 0, "error": None}
-    done = threading.Condition(lock)
-    ahead = 2 if shared is not None else 1
 
-    def submit_upto(k: int) -> None:  # under ``lock``
-        for j in range(k + 1):
-            if j < len(starts) and j not in prepared:
-                prepared[j] = [pool.submit(prepare, blob) for blob in blobs[starts[j]:starts[j] + batch_size]]
+    def submit(n: int) -> list[Future]:
+        if n >= len(starts):
+            return []
+        return [pool.submit(prepare, blob) for blob in blobs[starts[n]:starts[n] + batch_size]]
 
-    def encode_batch(n: int, futures: list[Future]) -> None:
-        start = starts[n]
+    upcoming = submit(0)
+    for n, start in enumerate(starts):
+        futures, upcoming = upcoming, submit(n + 1)
         ok, items = [], []
         for k, future in enumerate(futures):
             result = future.result()
@@ -227,41 +180,6 @@ def encode_image_blobs(blobs: Sequence[bytes], image_encoder, pool: ThreadPoolEx
         if items:
             vectors[ok] = image_encoder.encode_pixels(torch.stack(items)) if pipelined \
                 else image_encoder.encode(items)
-
-    def work() -> None:
-        while True:
-            with lock:
-                n = state["next"]
-                if n >= len(starts) or state["error"] is not None:
-                    return
-                state["next"] += 1
-                state["running"] += 1
-                submit_upto(n + ahead)
-                futures = prepared.pop(n)
-            try:
-                encode_batch(n, futures)
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the owner's thread
-                with lock:
-                    state["error"] = state["error"] or exc
-            finally:
-                with lock:
-                    state["running"] -= 1
-                    done.notify_all()
-
-    with lock:
-        submit_upto(0)
-    if shared is not None and len(starts) > 1:
-        shared.offer(work)
-    try:
-        work()
-    finally:
-        if shared is not None:
-            shared.close()
-        with lock:
-            while state["running"]:
-                done.wait()
-    if state["error"] is not None:
-        raise state["error"]
     return vectors, errors
 
 
