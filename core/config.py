@@ -6,6 +6,7 @@ their own folders:
 - ``MMSA_DATA_ROOT``  the only server folder the batch page may read images from (default: the
                       shared data folder beside the checkout, else the home folder)
 - ``MMSA_MVSA_DIR``   MVSA-Single (default ``../shared/data/mvsa_single`` beside the checkout)
+- ``MMSA_HEAD_DIR``   a head version folder that replaces the shipped default (app and CLI alike)
 """
 from __future__ import annotations
 
@@ -16,6 +17,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 ASSETS = REPO_ROOT / "assets"
 DEFAULT_HEAD_DIR = ASSETS / "models" / "default"
 EXAMPLES_DIR = ASSETS / "examples"
+
+
+def default_head_dir() -> Path:
+    """The registry's builtin head: the shipped default, unless MMSA_HEAD_DIR names another folder."""
+    configured = os.environ.get("MMSA_HEAD_DIR")
+    return Path(configured) if configured else DEFAULT_HEAD_DIR
 
 
 def home_dir() -> Path:

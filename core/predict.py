@@ -78,10 +78,6 @@ class Predictor:
             encoders = load_encoders_for_card(card)
         return cls(encoders[0], encoders[1], heads_from_card(tensors, card), card, store)
 
-    def with_heads(self, tensors: dict[str, torch.Tensor], card: dict) -> "Predictor":
-        """Same encoders and store, other head version (switching versions costs no encoder load)."""
-        return Predictor(self.text_encoder, self.image_encoder, heads_from_card(tensors, card), card, self.store)
-
     # ----- features → probabilities --------------------------------------------------------
     @torch.no_grad()
     def logits(self, text: np.ndarray, image: np.ndarray) -> dict[str, np.ndarray]:
@@ -167,13 +163,13 @@ def load_default_predictor(store: FeatureStore | None = None, version: str | Non
                            head_path: str | Path | None = None) -> Predictor:
     """The active head of the user's registry (the shipped default unless they activated another),
     a named version, or a version folder on disk."""
-    from core.registry import HeadRegistry, read_version_folder
+    from core.registry import open_registry, read_version_folder
 
     if store is None:
         store = FeatureStore(config.feature_store_path())
     if head_path is not None:
         tensors, card = read_version_folder(Path(head_path))
     else:
-        registry = HeadRegistry(config.registry_root(), builtin=config.DEFAULT_HEAD_DIR)
+        registry = open_registry()
         tensors, card = registry.load(version or registry.active_version())
     return Predictor.from_card(tensors, card, store)

@@ -41,6 +41,7 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 import torch
 
+from core import config
 from core.labels import LABELS
 
 log = logging.getLogger(__name__)
@@ -339,6 +340,12 @@ def _now() -> datetime:
 def _new_version_id(created: datetime) -> str:
     # Time first so ids sort by age; a random tail so two saves in one second never clash.
     return created.strftime("v%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+
+
+def open_registry(builtin: Path | None = None) -> "HeadRegistry":
+    """The user's registry (under MMSA_HOME) with the shipped default, or MMSA_HEAD_DIR, as builtin.
+    The app and the CLI both open it here, so they serve the same versions."""
+    return HeadRegistry(config.registry_root(), builtin=builtin or config.default_head_dir())
 
 
 class HeadRegistry:

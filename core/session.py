@@ -13,7 +13,6 @@ every call, so a version activated in one session is what the others get on thei
 """
 from __future__ import annotations
 
-import os
 import platform
 import threading
 from dataclasses import dataclass, field
@@ -24,8 +23,8 @@ import torch
 
 from core import config
 from core.features import FeatureStore
-from core.predict import Predictor, load_encoders_for_card
-from core.registry import CARD_FILE, HeadRegistry, RegistryError
+from core.predict import Predictor, heads_from_card, load_encoders_for_card
+from core.registry import CARD_FILE, HeadRegistry, RegistryError, open_registry
 
 HEAD_DIR_ENV = "MMSA_HEAD_DIR"
 
@@ -34,18 +33,9 @@ class EngineUnavailable(RuntimeError):
     """No head to serve (none shipped, none configured): the message says what to do."""
 
 
-def builtin_head_dir() -> Path:
-    configured = os.environ.get(HEAD_DIR_ENV)
-    return Path(configured) if configured else config.DEFAULT_HEAD_DIR
-
-
-def open_registry(head_dir: Path | None = None) -> HeadRegistry:
-    return HeadRegistry(config.registry_root(), builtin=head_dir or builtin_head_dir())
-
-
 def engine_key() -> tuple[str, str]:
     """What identifies an engine: the registry folder and the builtin head (the pages cache on it)."""
-    return str(config.registry_root()), str(builtin_head_dir())
+    return str(config.registry_root()), str(config.default_head_dir())
 
 
 def device_description() -> str:
@@ -76,13 +66,12 @@ class Engine:
         with self._lock:
             if version not in self._predictors:
                 tensors, card = self.registry.load(version)
-                self._predictors[version] = Predictor(self.text_encoder, self.image_encoder,
-                                                      _heads(tensors, card), card, self.store)
+                self._predictors[version] = self.predictor_from(tensors, card)
             return self._predictors[version]
 
     def predictor_from(self, tensors, card: dict) -> Predictor:
         """A predictor for heads that are not saved (a correction a user is still looking at)."""
-        return Predictor(self.text_encoder, self.image_encoder, _heads(tensors, card), card, self.store)
+        return Predictor(self.text_encoder, self.image_encoder, heads_from_card(tensors, card), card, self.store)
 
     def expected(self) -> dict:
         """What an uploaded version must match to run here (for HeadRegistry.import_zip)."""
@@ -92,15 +81,10 @@ class Engine:
                 "tensor_shapes": base.heads.tensor_shapes()}
 
 
-def _heads(tensors, card):
-    from core.predict import heads_from_card
-    return heads_from_card(tensors, card)
-
-
 def load_engine(head_dir: Path | None = None, encoders: Callable[[dict], tuple] | None = None) -> Engine:
     """Open the registry, load the encoders the active head names, open the feature store.
     ``encoders(card) -> (text, image)`` lets a caller reuse encoders it already holds."""
-    head_dir = head_dir or builtin_head_dir()
+    head_dir = head_dir or config.default_head_dir()
     registry = open_registry(head_dir)
     try:
         version = registry.active_version()

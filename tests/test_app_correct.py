@@ -39,7 +39,7 @@ def test_train_save_and_roll_back_a_correction(app_env, tmp_path):
     assert active != builtin
 
     # What other sessions now get: the saved version is active in the shared registry.
-    from core.session import open_registry
+    from core.registry import open_registry
     registry = open_registry()
     assert registry.active_version() == active
     assert registry.card(active)["note"] == "drawn pairs" and registry.card(active)["parent"] == builtin
@@ -51,7 +51,7 @@ def test_train_save_and_roll_back_a_correction(app_env, tmp_path):
 
 
 def test_upload_a_version_zip_and_refuse_garbage(app_env):
-    from core.session import open_registry
+    from core.registry import open_registry
 
     registry = open_registry()
     exported = registry.export_zip(registry.active_version())

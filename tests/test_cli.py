@@ -109,3 +109,11 @@ def test_encoders_lists_bundled_specs_as_loading(capsys):
     assert "bundled:minilm-l6" in out and "bundled:efficientnet-lite0" in out
     assert "distilbert-base-uncased" in out and "unavailable" in out
 
+
+
+def test_the_cli_serves_the_same_head_as_the_app_when_mmsa_head_dir_is_set(trained_head, monkeypatch):
+    from core.predict import load_default_predictor
+
+    monkeypatch.setenv("MMSA_HEAD_DIR", str(trained_head))
+    served = load_default_predictor()
+    assert served.card["weights_sha256"] == json.loads((trained_head / "card.json").read_text())["weights_sha256"]

@@ -396,7 +396,7 @@ def test_a_version_for_other_encoders_that_reached_the_registry_anyway_cannot_be
     assert "'fake-text' (id text:fake:1, 8-d) is loaded" in message
     assert "train a head for these encoders or load the encoders the head names" in message
     with pytest.raises(HeadMismatch):
-        engine.predictor().with_heads(*registry.load(stray))
+        engine.predictor_from(*registry.load(stray))
 
 
 # --------------------------------------------------------------------------- 7. long texts
