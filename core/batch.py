@@ -13,7 +13,6 @@ from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 
 from core.featurize import encode_pairs
 from core.threads import one_torch_thread

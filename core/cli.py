@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-from core import config
 
 
 def _add_columns(parser: argparse.ArgumentParser, label_default: str | None) -> None:

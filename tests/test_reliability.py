@@ -211,8 +211,7 @@ def crash_on_epoch(n: int):
     return on_epoch
 
 
-@pytest.fixture()
-def deployed(tmp_path):
+def serve_v1(tmp_path, store: FeatureStore) -> tuple[HeadRegistry, Engine, str]:
     """A registry with a shipped default and an activated version v1, served by an Engine."""
     with one_torch_thread():
         trained = train_heads(synthetic_set(60, 1), synthetic_set(30, 2),
@@ -222,7 +221,12 @@ def deployed(tmp_path):
     registry = HeadRegistry(tmp_path / "heads", builtin=builtin)
     v1 = registry.save(trained.tensors(), fake_card(), note="v1")
     registry.activate(v1)
-    engine = Engine(FakeTextEncoder(), FakeImageEncoder(), FeatureStore(None), registry)
+    return registry, Engine(FakeTextEncoder(), FakeImageEncoder(), store, registry), v1
+
+
+@pytest.fixture()
+def deployed(tmp_path):
+    registry, engine, v1 = serve_v1(tmp_path, FeatureStore(None))
     return {"registry": registry, "engine": engine, "v1": v1}
 
 

@@ -15,14 +15,11 @@ import pandas as pd
 import pytest
 import torch
 
-from .test_reliability import (HIDDEN, FakeImageEncoder, FakeTextEncoder, assert_same_weights, fake_card,
-                               fake_heads, snapshot, synthetic_set, table)  # noqa: F401 - table is a fixture
-from core.batch import one_torch_thread, score_rows
+from .test_reliability import assert_same_weights, serve_v1, snapshot, synthetic_set, table  # noqa: F401 - table is a fixture
+from core.batch import score_rows
 from core.correction_set import CorrectionItem, corrected_card, run_correction
 from core.features import FeatureStore
-from core.registry import HeadRegistry, write_version_folder
-from core.session import Engine
-from core.training import CorrectionConfig, TrainConfig, train_heads
+from core.training import CorrectionConfig
 
 CONFIG = CorrectionConfig(epochs=12, replay_pairs=128)
 
@@ -54,15 +51,7 @@ def result_of(thread, box, timeout: float = 120):
 @pytest.fixture()
 def app(tmp_path, table):
     """One process of the app: a registry with an active version v1 and the Engine every session shares."""
-    with one_torch_thread():
-        v1_heads = train_heads(synthetic_set(60, 1), synthetic_set(30, 2),
-                               TrainConfig(hidden=HIDDEN, dropout=0.1, max_epochs=5, patience=5)).model
-    builtin = tmp_path / "builtin"
-    write_version_folder(builtin, fake_heads(99).tensors(), fake_card(version="shipped"))
-    registry = HeadRegistry(tmp_path / "heads", builtin=builtin)
-    v1 = registry.save(v1_heads.tensors(), fake_card(), note="v1")
-    registry.activate(v1)
-    engine = Engine(FakeTextEncoder(), FakeImageEncoder(), FeatureStore(tmp_path / "features.sqlite"), registry)
+    registry, engine, v1 = serve_v1(tmp_path, FeatureStore(tmp_path / "features.sqlite"))
     folder = table["folder"]
     corrections = {
         "sarcasm": [CorrectionItem(f"oh great, another monday #{k}", (folder / f"pic_{k}.png").read_bytes(),
