@@ -145,6 +145,15 @@ def cmd_explain(args) -> int:
     return 0
 
 
+def cmd_quantize_image(args) -> int:
+    from core.quantize import build_int8_image_graph, calibration_files
+
+    files = calibration_files(Path(args.csv), Path(args.images), n=args.n)
+    card = build_int8_image_graph(files, Path(args.out), source=f"first {len(files)} pictures of {Path(args.csv).name}")
+    print(json.dumps(card, indent=2))
+    return 0
+
+
 def cmd_encoders(args) -> int:
     from core.encoders import EncoderUnavailable, known_specs, load_image_encoder, load_text_encoder
 
@@ -216,6 +225,14 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--image", default=None, help="path to an image file")
     explain.add_argument("--head", default=None)
     explain.set_defaults(run=cmd_explain)
+
+    quantize = sub.add_parser("quantize-image", help="rebuild the int8 EfficientNet-Lite0 graph from calibration "
+                              "pictures (training data, never test)")
+    quantize.add_argument("--csv", required=True, help="CSV whose image column names the calibration pictures")
+    quantize.add_argument("--images", required=True)
+    quantize.add_argument("--out", default="assets/models/efficientnet-lite0-int8")
+    quantize.add_argument("--n", type=int, default=512, help="calibration pictures (the first N)")
+    quantize.set_defaults(run=cmd_quantize_image)
 
     encoders = sub.add_parser("encoders", help="list encoder specs and whether they load here")
     encoders.set_defaults(run=cmd_encoders)

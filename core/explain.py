@@ -33,8 +33,7 @@ import torch
 from PIL import Image
 
 from core.calibration import apply_temperature
-from core.encoders import EfficientNetLite0Encoder
-from core.images import decode_image
+from core.encoders import EfficientNetLite0Encoder, EfficientNetLite0Int8Encoder
 from core.labels import LABELS
 
 TOKEN_SCORE_LEGEND = (
@@ -85,10 +84,10 @@ def _words_read(text_encoder, words: list[str]) -> int:
     return (max(ids) + 1) if ids else 0
 
 
-def _as_pil(image: bytes | Image.Image) -> Image.Image:
+def _as_pil(image: bytes | Image.Image, image_encoder) -> Image.Image:
     if isinstance(image, Image.Image):
         return image.convert("RGB")
-    return decode_image(bytes(image))
+    return image_encoder.decode(bytes(image))
 
 
 def _normalise_heat(scores: np.ndarray) -> np.ndarray:
@@ -269,7 +268,7 @@ def explain_pair(predictor, text: str | None, image: bytes | Image.Image | None)
     started = time.perf_counter()
     text = text.strip() if isinstance(text, str) else ""
     words = text.split()
-    pil = _as_pil(image) if image is not None else None
+    pil = _as_pil(image, predictor.image_encoder) if image is not None else None
     if not words and pil is None:
         raise ValueError("nothing to explain: give a text, an image or both")
 
@@ -286,11 +285,15 @@ def explain_pair(predictor, text: str | None, image: bytes | Image.Image | None)
     image_vec, fmap = None, None
     text_vec = np.zeros((1, predictor.text_encoder.dim), np.float32)
     gradcam = pil is not None and isinstance(predictor.image_encoder, EfficientNetLite0Encoder)
+    # The int8 graph has no gradients: Grad-CAM runs on its fp32 PyTorch twin (features within ~1 %).
+    int8_twin = gradcam and isinstance(predictor.image_encoder, EfficientNetLite0Int8Encoder)
     if gradcam:
         # One CNN pass gives both the image feature (for the fused word scores) and the map Grad-CAM
         # needs; the gradient step needs the text feature, so it runs after the words below.
         fmap = efficientnet_feature_map(predictor.image_encoder, pil)
         image_vec = fmap.mean(dim=(2, 3)).numpy()
+        if int8_twin:  # scores use the int8 graph's features, like every other prediction
+            image_vec = predictor.image_encoder.encode([pil])
     elif pil is not None:
         image_vec = predictor.image_encoder.encode([pil])
 
@@ -310,9 +313,12 @@ def explain_pair(predictor, text: str | None, image: bytes | Image.Image | None)
         heatmap_head = "fused" if words else "image"
         if gradcam:
             probs, heatmap = gradcam_heatmap(predictor, fmap, pil.size, text_vec, heatmap_head)
+            if int8_twin:
+                probs = _probabilities(predictor, heatmap_head, text_vec, image_vec)[0]
         if heatmap is not None:
-            notes.append("image saliency: Grad-CAM on EfficientNet-Lite0's last conv map; the model sees the "
-                         "centre square of the picture, so the cut-off edges are 0")
+            notes.append("image saliency: Grad-CAM on EfficientNet-Lite0's last conv map"
+                         + (" (its fp32 twin: the int8 graph has no gradients)" if int8_twin else "")
+                         + "; the model sees the centre square of the picture, so the cut-off edges are 0")
         else:
             _, probs, heatmap = occlusion_saliency(predictor, pil, text_vec, heatmap_head)
             notes.append("image saliency: occlusion (each grid cell greyed out in turn)")

@@ -185,7 +185,7 @@ def encode_image_blobs(blobs: Sequence[bytes], image_encoder, pool: ThreadPoolEx
 
 def _safe_prepare(blob: bytes, image_encoder):
     try:
-        return image_encoder.preprocess(decode_image(blob))
+        return image_encoder.preprocess(image_encoder.decode(blob))
     except (OSError, ValueError) as exc:
         return str(exc)
 

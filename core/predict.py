@@ -20,7 +20,6 @@ from core.calibration import apply_temperature
 from core.conflict import conflict_flags
 from core.encoders import load_image_encoder, load_text_encoder
 from core.features import FeatureStore, content_key, cached_features, text_features
-from core.images import decode_image
 from core.labels import LABELS
 from core.model import HEAD_NAMES, HeadConfig, LateFusionHeads
 
@@ -147,7 +146,7 @@ class Predictor:
         key = content_key(blob)
 
         def encode_missing(_positions):
-            pil = decoded if decoded is not None else decode_image(blob)
+            pil = decoded if decoded is not None else self.image_encoder.decode(blob)
             return self.image_encoder.encode([pil])
 
         return cached_features(self.store, self.image_encoder.id, self.image_encoder.dim, [key], encode_missing)

@@ -32,7 +32,45 @@ def test_bundled_image_encoder_gives_1280_d_pooled_features(encoders):
 def test_encoder_ids_are_stable_and_name_the_weights(encoders):
     text, image = encoders
     assert text.id == load_text_encoder().id and text.id.startswith("text:bundled:minilm-l6:")
-    assert image.id.startswith("image:bundled:efficientnet-lite0:")
+    assert image.id.startswith("image:bundled:efficientnet-lite0-int8:")
+    assert load_image_encoder("bundled:efficientnet-lite0").id.startswith("image:bundled:efficientnet-lite0:")
+
+
+def _drawn_photo(seed: int) -> Image.Image:
+    """Something photo-like: a colour gradient with a few shapes (a flat colour is not what the int8
+    ranges were calibrated on)."""
+    from PIL import ImageDraw
+
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(0, 1, 320)[None, :, None] * rng.uniform(0, 255, 3) + rng.uniform(0, 120, 3)
+    picture = Image.fromarray(np.clip(np.repeat(ramp, 240, axis=0), 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(picture)
+    for _ in range(6):
+        x, y = rng.integers(0, 280), rng.integers(0, 200)
+        draw.ellipse((x, y, x + rng.integers(20, 90), y + rng.integers(20, 90)), fill=tuple(rng.integers(0, 255, 3)))
+    return picture
+
+
+def test_int8_default_image_encoder_tracks_the_fp32_network(encoders):
+    """The default runs the shipped int8 graph; each picture's int8 vector points the way the fp32
+    network's does, far closer to it than to any other picture's."""
+    _, int8 = encoders
+    fp32 = load_image_encoder("bundled:efficientnet-lite0")
+    pictures = [_drawn_photo(seed) for seed in range(6)]
+    a, b = int8.encode(pictures), fp32.encode(pictures)
+    a /= np.linalg.norm(a, axis=1, keepdims=True)
+    b /= np.linalg.norm(b, axis=1, keepdims=True)
+    cosine = a @ b.T
+    assert int8.runtime == "onnxruntime-int8"
+    assert np.diag(cosine).min() > 0.9
+    assert (cosine.argmax(axis=1) == np.arange(len(pictures))).all()
+
+
+def test_int8_image_encoder_without_its_graph_names_the_fp32_alternative(tmp_path):
+    from core.encoders import EfficientNetLite0Int8Encoder
+
+    with pytest.raises(EncoderUnavailable, match="or use bundled:efficientnet-lite0$"):
+        EfficientNetLite0Int8Encoder(graph_dir=tmp_path)
 
 
 def test_long_text_is_flagged_as_truncated(encoders):

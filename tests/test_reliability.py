@@ -83,6 +83,10 @@ class FakeImageEncoder:
     def describe(self) -> str:
         return "fake-image"
 
+    def decode(self, data: bytes):
+        from core.images import decode_image
+        return decode_image(data)
+
     def encode(self, images):
         self.calls += 1
         if self.calls == self.fail_on_call:
