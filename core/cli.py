@@ -99,7 +99,7 @@ def cmd_train(args) -> int:
     from core.build_head import build_head
     from core.training import TrainConfig
 
-    train_config = TrainConfig(hidden=args.hidden, dropout=args.dropout, max_epochs=args.epochs, seed=args.seed,
+    train_config = TrainConfig(hidden=args.hidden, members=args.members, dropout=args.dropout, max_epochs=args.epochs, seed=args.seed,
                                class_weighting=args.class_weighting, branch_labels=args.branch_labels)
     card = build_head(Path(args.train), Path(args.dev), Path(args.images), Path(args.out),
                       text_spec=args.text_encoder, image_spec=args.image_encoder, text_adapter=args.text_adapter,
@@ -169,6 +169,7 @@ def cmd_encoders(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from core.encoders import DEFAULT_IMAGE_SPEC, DEFAULT_TEXT_SPEC
+    from core.training import TrainConfig
 
     parser = argparse.ArgumentParser(prog="python -m core.cli", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -199,12 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--text-encoder", default=DEFAULT_TEXT_SPEC)
     train.add_argument("--text-adapter", default=None, help="LoRA adapter folder from finetune-text")
     train.add_argument("--image-encoder", default=DEFAULT_IMAGE_SPEC)
-    train.add_argument("--hidden", type=int, default=256)
-    train.add_argument("--dropout", type=float, default=0.5)
-    train.add_argument("--epochs", type=int, default=60)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--class-weighting", choices=["none", "sqrt", "inverse"], default="sqrt")
-    train.add_argument("--branch-labels", choices=["pair", "modality"], default="pair")
+    defaults = TrainConfig()
+    train.add_argument("--hidden", type=int, default=defaults.hidden, help="units of each member MLP")
+    train.add_argument("--members", type=int, default=defaults.members, help="MLPs averaged per head")
+    train.add_argument("--dropout", type=float, default=defaults.dropout)
+    train.add_argument("--epochs", type=int, default=defaults.max_epochs)
+    train.add_argument("--seed", type=int, default=defaults.seed)
+    train.add_argument("--class-weighting", choices=["none", "sqrt", "inverse"], default=defaults.class_weighting)
+    train.add_argument("--branch-labels", choices=["pair", "modality"], default=defaults.branch_labels)
     train.add_argument("--note", default="")
     train.set_defaults(run=cmd_train)
 

@@ -6,6 +6,11 @@
 
 Inputs are standardised with the training set's mean and std (stored as buffers, so they travel
 with the weights). The three heads share nothing, so each can keep its own best epoch.
+
+Each head may be a small ensemble (``members`` > 1): that many independently initialised MLPs over
+the same input, trained each on its own loss and averaged (their logits) at prediction. Chosen by
+5-fold cross-validation on MVSA train (README): five 64-unit members beat one 256-unit MLP by about
+3 points of fused accuracy on the held-out folds, for about the same compute.
 """
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ class HeadConfig:
     hidden: int = 256
     dropout: float = 0.5
     n_classes: int = len(LABELS)
+    members: int = 1
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -41,6 +47,50 @@ def mlp(in_dim: int, hidden: int, dropout: float, n_classes: int) -> nn.Sequenti
     )
 
 
+class MemberMLPs(nn.Module):
+    """``members`` independent MLPs (Linear → GELU → Dropout → Linear) over one input, computed as
+    batched matrix products; ``forward`` averages their logits, ``member_logits`` keeps them apart
+    (training gives each member its own loss, so they stay different models)."""
+
+    def __init__(self, in_dim: int, hidden: int, dropout: float, n_classes: int, members: int,
+                 input_dropout: float = 0.0):
+        super().__init__()
+        # Initialised member by member exactly like nn.Linear, then stacked.
+        first = [nn.Linear(in_dim, hidden) for _ in range(members)]
+        second = [nn.Linear(hidden, n_classes) for _ in range(members)]
+        self.w1 = nn.Parameter(torch.stack([layer.weight.detach().T for layer in first]))    # (K, in, hidden)
+        self.b1 = nn.Parameter(torch.stack([layer.bias.detach() for layer in first]))        # (K, hidden)
+        self.w2 = nn.Parameter(torch.stack([layer.weight.detach().T for layer in second]))   # (K, hidden, C)
+        self.b2 = nn.Parameter(torch.stack([layer.bias.detach() for layer in second]))       # (K, C)
+        self.activation = nn.GELU()
+        self.dropout = nn.Dropout(dropout)
+        # Each member draws its own input-dropout mask (one shared mask made the members too alike).
+        self.input_dropout = nn.Dropout(input_dropout)
+
+    def member_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(n, in) → (members, n, classes)."""
+        x = self.input_dropout(x.unsqueeze(0).expand(len(self.w1), -1, -1))
+        hidden = torch.baddbmm(self.b1.unsqueeze(1), x, self.w1)
+        hidden = self.dropout(self.activation(hidden))
+        return torch.baddbmm(self.b2.unsqueeze(1), hidden, self.w2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.member_logits(x).mean(0)
+
+
+def head_mlp(in_dim: int, config: HeadConfig) -> nn.Module:
+    # One member keeps the plain nn.Sequential (and its tensor names), so saved versions still load.
+    if config.members == 1:
+        return mlp(in_dim, config.hidden, config.dropout, config.n_classes)
+    return MemberMLPs(in_dim, config.hidden, config.dropout, config.n_classes, config.members,
+                      input_dropout=config.dropout / 2)
+
+
+def member_logits(head: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """(members, n, classes) for an ensemble head, (1, n, classes) for a single MLP."""
+    return head.member_logits(x) if isinstance(head, MemberMLPs) else head(x).unsqueeze(0)
+
+
 class LateFusionHeads(nn.Module):
     def __init__(self, config: HeadConfig):
         super().__init__()
@@ -52,11 +102,11 @@ class LateFusionHeads(nn.Module):
         # Light dropout on the input features, drawn once per batch and shared by the three heads:
         # the features are redundant, so this regularises cheaply (and one draw instead of three is
         # a third of the cost of training, measured).
-        self.input_dropout = nn.Dropout(config.dropout / 2)
+        self.input_dropout = nn.Dropout(config.dropout / 2) if config.members == 1 else nn.Identity()
         self.heads = nn.ModuleDict({
-            "text": mlp(config.text_dim, config.hidden, config.dropout, config.n_classes),
-            "image": mlp(config.image_dim, config.hidden, config.dropout, config.n_classes),
-            "fused": mlp(config.text_dim + config.image_dim, config.hidden, config.dropout, config.n_classes),
+            "text": head_mlp(config.text_dim, config),
+            "image": head_mlp(config.image_dim, config),
+            "fused": head_mlp(config.text_dim + config.image_dim, config),
         })
 
     def fit_normalisation(self, text: np.ndarray, image: np.ndarray) -> None:

@@ -42,7 +42,8 @@ class PairPrediction:
 
 def heads_from_card(tensors: dict[str, torch.Tensor], card: dict) -> LateFusionHeads:
     head = HeadConfig(text_dim=int(card["text_encoder"]["dim"]), image_dim=int(card["image_encoder"]["dim"]),
-                      hidden=int(card.get("hidden", 256)), dropout=float(card.get("dropout", 0.3)))
+                      hidden=int(card.get("hidden", 256)), dropout=float(card.get("dropout", 0.3)),
+                      members=int(card.get("members", 1)))
     return LateFusionHeads.from_tensors(tensors, head)
 
 

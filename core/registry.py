@@ -114,6 +114,8 @@ def validate_card(card: object) -> dict:
 
     if "hidden" in card and not (_is_int(card["hidden"]) and card["hidden"] > 0):
         problems.append(f"hidden must be a positive integer, got {card['hidden']!r}")
+    if "members" in card and not (_is_int(card["members"]) and 1 <= card["members"] <= 64):
+        problems.append(f"members must be an integer from 1 to 64, got {card['members']!r}")
     if "dropout" in card and not (_is_number(card["dropout"]) and 0 <= card["dropout"] < 1):
         problems.append(f"dropout must be a number in [0, 1), got {card['dropout']!r}")
     if "temperatures" in card:

@@ -219,7 +219,7 @@ def serve_v1(tmp_path, store: FeatureStore) -> tuple[HeadRegistry, Engine, str]:
     """A registry with a shipped default and an activated version v1, served by an Engine."""
     with one_torch_thread():
         trained = train_heads(synthetic_set(60, 1), synthetic_set(30, 2),
-                              TrainConfig(hidden=HIDDEN, dropout=0.1, max_epochs=5, patience=5)).model
+                              TrainConfig(hidden=HIDDEN, members=1, dropout=0.1, max_epochs=5, patience=5)).model
     builtin = tmp_path / "builtin"
     write_version_folder(builtin, fake_heads(99).tensors(), fake_card(version="shipped"))
     registry = HeadRegistry(tmp_path / "heads", builtin=builtin)
