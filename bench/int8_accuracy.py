@@ -2,9 +2,8 @@
 
     python bench/int8_accuracy.py
 
-Encodes MVSA train + dev through the user's feature store (fp32, the shipped path), takes the shipped
-default head when it fits these encoders or else trains one the default way on train (best epoch on
-dev), then scores dev twice: with the fp32 text features and with text features from the int8 graph
+Encodes MVSA dev through the user's feature store with the shipped head's encoders, then scores dev
+with the shipped head twice: with the fp32 text features and with text features from the int8 graph
 (``onnxruntime.quantization.quantize_dynamic``, MatMul weights in int8). The image encoder has no
 layer dynamic quantisation applies to (convolutions), so it stays fp32. Prints one JSON line.
 """
@@ -26,26 +25,22 @@ def main() -> dict:
     from bench.levers import _int8_text_runner
     from core import config
     from core.build_head import load_labelled_set
-    from core.encoders import load_image_encoder, load_text_encoder
     from core.features import FeatureStore
     from core.onnx_export import cache_folder, relative_error
     from core.predict import check_card_matches, heads_from_card
-    from core.training import FeatureSet, TrainConfig, predict_logits, train_heads
+    from core.training import FeatureSet, predict_logits
 
     torch.set_num_threads(1)  # small heads: one thread is fastest, and kind to a shared machine
+    from core.predict import load_encoders_for_card
+    from core.registry import read_version_folder
+
     data = config.mvsa_dir()
-    text, image = load_text_encoder(), load_image_encoder()
+    tensors, card = read_version_folder(config.DEFAULT_HEAD_DIR)
+    text, image = load_encoders_for_card(card)  # the shipped pipeline's encoders
+    check_card_matches(card, text, image)
+    heads, head_source = heads_from_card(tensors, card), "shipped default head"
     store = FeatureStore(config.feature_store_path())
-    train = load_labelled_set(data / "train.csv", data / "images", text, image, store)
     dev = load_labelled_set(data / "dev.csv", data / "images", text, image, store)
-    head_source = "trained here (default TrainConfig, best dev epoch)"
-    if (config.DEFAULT_HEAD_DIR / "card.json").exists():
-        from core.registry import read_version_folder
-        tensors, card = read_version_folder(config.DEFAULT_HEAD_DIR)
-        check_card_matches(card, text, image)
-        heads, head_source = heads_from_card(tensors, card), "shipped default head"
-    else:
-        heads = train_heads(train.features, dev.features, TrainConfig()).model
 
     int8 = _int8_text_runner(text, cache_folder)
     texts = [str(t).strip() for t in dev.frame["text"]]
