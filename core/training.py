@@ -328,8 +328,11 @@ def correct_heads(base: LateFusionHeads, corrections: FeatureSet, replay: Featur
         total = 0.0
         for start in range(0, len(order), config.batch_size):
             idx = order[start:start + config.batch_size]
-            logits = model(text[idx], image[idx])
-            loss = sum((loss_fn(logits[name], labels[idx]) * weights[idx]).mean() for name in HEAD_NAMES)
+            # Every member of an ensemble head learns the corrections itself (as in training); a loss
+            # on their average would hand each member 1/K of the push, and take K times the epochs.
+            logits = _train_forward(model, *model.normalise(text[idx], image[idx]))
+            loss = sum((loss_fn(logits[name].flatten(0, 1), labels[idx].repeat(len(logits[name])))
+                        * weights[idx].repeat(len(logits[name]))).mean() for name in HEAD_NAMES)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
