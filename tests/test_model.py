@@ -24,7 +24,7 @@ def test_an_ensemble_head_predicts_the_average_of_members_that_learned_apart():
     result = train_heads(blobs(300, 1), blobs(60, 2), TrainConfig(members=4, hidden=16, max_epochs=60))
     model = result.model
     fused = model.heads["fused"]
-    assert isinstance(fused, MemberMLPs) and fused.w1.shape == (4, 24, 16)
+    assert isinstance(fused, MemberMLPs) and fused.first.out_features == 4 * 16 and fused.w2.shape == (4, 16, 3)
     x = torch.randn(5, 24)
     with torch.no_grad():
         each = member_logits(fused, x)
