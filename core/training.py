@@ -197,7 +197,8 @@ def _train_forward(model: LateFusionHeads, text: torch.Tensor, image: torch.Tens
 
 
 def _member_loss(loss_fn: nn.Module, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """The mean over members of each member's own loss (members learn independently)."""
+    """Each member's own loss on the targets (members learn independently): their mean, or per member
+    and row, members first, when ``loss_fn`` has ``reduction="none"``."""
     return loss_fn(logits.flatten(0, 1), targets.repeat(len(logits)))
 
 
@@ -331,8 +332,8 @@ def correct_heads(base: LateFusionHeads, corrections: FeatureSet, replay: Featur
             # Every member of an ensemble head learns the corrections itself (as in training); a loss
             # on their average would hand each member 1/K of the push, and take K times the epochs.
             logits = _train_forward(model, *model.normalise(text[idx], image[idx]))
-            loss = sum((loss_fn(logits[name].flatten(0, 1), labels[idx].repeat(len(logits[name])))
-                        * weights[idx].repeat(len(logits[name]))).mean() for name in HEAD_NAMES)
+            loss = sum((_member_loss(loss_fn, logits[name], labels[idx]) * weights[idx].repeat(len(logits[name])))
+                       .mean() for name in HEAD_NAMES)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
