@@ -4,8 +4,9 @@
 
 Encodes MVSA dev through the user's feature store with the shipped head's encoders, then scores dev
 with the shipped head twice: with the fp32 text features and with text features from the int8 graph
-(``onnxruntime.quantization.quantize_dynamic``, MatMul weights in int8). The image encoder has no
-layer dynamic quantisation applies to (convolutions), so it stays fp32. Prints one JSON line.
+(``onnxruntime.quantization.quantize_dynamic``, MatMul weights in int8). The image features are the
+shipped head's own (its card's image encoder; its int8 graph has its own check,
+``bench/int8_image_accuracy.py``). Prints one JSON line.
 """
 from __future__ import annotations
 
@@ -27,13 +28,11 @@ def main() -> dict:
     from core.build_head import load_labelled_set
     from core.features import FeatureStore
     from core.onnx_export import cache_folder, relative_error
-    from core.predict import check_card_matches, heads_from_card
+    from core.predict import check_card_matches, heads_from_card, load_encoders_for_card
+    from core.registry import read_version_folder
     from core.training import FeatureSet, predict_logits
 
     torch.set_num_threads(1)  # small heads: one thread is fastest, and kind to a shared machine
-    from core.predict import load_encoders_for_card
-    from core.registry import read_version_folder
-
     data = config.mvsa_dir()
     tensors, card = read_version_folder(config.DEFAULT_HEAD_DIR)
     text, image = load_encoders_for_card(card)  # the shipped pipeline's encoders

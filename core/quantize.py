@@ -46,7 +46,7 @@ def build_int8_image_graph(image_files: Sequence[Path], out_dir: Path, *, source
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from core.encoders import EfficientNetLite0Encoder
+    from core.encoders import INT8_IMAGE_SPEC, EfficientNetLite0Encoder
     from core.onnx_export import image_runner
 
     if not image_files:
@@ -75,7 +75,7 @@ def build_int8_image_graph(image_files: Sequence[Path], out_dir: Path, *, source
                         calibrate_method=CalibrationMethod.MinMax)
         os.replace(quantised, out_dir / "model.onnx")
     card = {
-        "spec": "bundled:efficientnet-lite0-int8",
+        "spec": INT8_IMAGE_SPEC,
         "made_from": fp32.id,
         "fp32_graph_sha256": hashlib.sha256(runner.path.read_bytes()).hexdigest(),
         "sha256": hashlib.sha256((out_dir / "model.onnx").read_bytes()).hexdigest(),
