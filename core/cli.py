@@ -168,7 +168,7 @@ def cmd_encoders(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from core.encoders import DEFAULT_IMAGE_SPEC, DEFAULT_TEXT_SPEC
+    from core.encoders import DEFAULT_IMAGE_SPEC, DEFAULT_TEXT_SPEC, MINILM_SPEC
     from core.training import TrainConfig
 
     parser = argparse.ArgumentParser(prog="python -m core.cli", description=__doc__,
@@ -215,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--train", required=True)
     finetune.add_argument("--dev", required=True)
     finetune.add_argument("--out", required=True)
-    finetune.add_argument("--text-encoder", default=DEFAULT_TEXT_SPEC)
+    finetune.add_argument("--text-encoder", default=MINILM_SPEC)
     finetune.add_argument("--text-column", default="text")
     finetune.add_argument("--label-column", default="label")
     finetune.add_argument("--epochs", type=int, default=2)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.encoders import DEFAULT_TEXT_SPEC, load_text_encoder
+from core.encoders import MINILM_SPEC, load_text_encoder
 from core.training import class_weights, seed_everything
 
 
@@ -37,11 +37,15 @@ class FinetuneConfig:
 
 
 def finetune_text_encoder(texts: Sequence[str], labels: np.ndarray, dev_texts: Sequence[str],
-                          dev_labels: np.ndarray, out_dir: Path, *, spec: str = DEFAULT_TEXT_SPEC,
+                          dev_labels: np.ndarray, out_dir: Path, *, spec: str = MINILM_SPEC,
                           config: FinetuneConfig | None = None,
                           on_step: Callable[[dict], None] | None = None) -> dict:
     """Train LoRA adapters + a throwaway linear classifier; keep the adapter of the best dev epoch.
-    Returns a summary (also written to ``out_dir/finetune.json``)."""
+    Returns a summary (also written to ``out_dir/finetune.json``).
+
+    The classifier reads MiniLM's sentence embedding (last layer) by default; the adapter changes the
+    network's weights, so it applies to any pooling of the same network (the default head reads the
+    last three layers of the adapted network)."""
     from peft import LoraConfig, get_peft_model
 
     config = config or FinetuneConfig()

@@ -82,10 +82,8 @@ def trained_head(tmp_path_factory, encoders, pair_sets):
     out = tmp_path_factory.mktemp("head") / "version"
     store = FeatureStore(tmp_path_factory.mktemp("store") / "features.sqlite")
     build_head(pair_sets["train"], pair_sets["dev"], pair_sets["train"].parent / "images", out,
-               text_spec="bundled:minilm-l6", image_spec="bundled:efficientnet-lite0-int8",
-               # 64-unit members: the correction tests need a head that misreads the sarcastic pairs
-               # they draw, which this small fixture head does at 64 units (at 32 it reads them right).
-               train_config=TrainConfig(hidden=64, max_epochs=40, patience=40), store=store, log=lambda _: None,
+               text_spec=encoders[0].spec, image_spec=encoders[1].spec,
+               train_config=TrainConfig(max_epochs=40, patience=40), store=store, log=lambda _: None,
                encoders=encoders)
     return out
 

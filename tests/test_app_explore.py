@@ -17,7 +17,7 @@ def test_home_shows_model_and_device(app_env):
     at = open_page("home")
     assert not at.error
     labels = {m.label: m.value for m in at.metric}
-    assert labels["Text encoder"] == "bundled:minilm-l6"
+    assert labels["Text encoder"] == "bundled:minilm-l6-last3"
     assert labels["Head version"]
     assert "Device" in labels
     assert "Multimodal sentiment dashboard" in texts(at)

@@ -88,7 +88,7 @@ def test_eval_json_has_accuracy_weighted_f1_and_confusion_matrix_per_head(scorin
 def test_train_writes_a_version_folder_with_card_and_metrics(trained_head):
     card = json.loads((trained_head / "card.json").read_text())
     assert (trained_head / "weights.safetensors").stat().st_size > 0
-    assert card["text_encoder"]["dim"] == 384 and card["image_encoder"]["dim"] == 1280
+    assert card["text_encoder"]["dim"] == 1152 and card["image_encoder"]["dim"] == 1280
     assert set(card["temperatures"]) == {"text", "image", "fused"}
     assert card["metrics"]["dev"]["fused"]["accuracy"] >= 0.7
     assert card["training"]["n_train"] == 24

@@ -20,10 +20,12 @@ from core.correction_set import CorrectionItem, CorrectionSet, corrected_card, i
 from core.data import prepare_pairs, read_table
 from core.training import CorrectionConfig, TrainingRefused
 
-SARCASM = ["oh great, another monday", "wonderful, the flight is cancelled again", "just perfect, rain on my day off",
-           "love waiting an hour for the bus", "fantastic, the printer jammed", "brilliant, my phone died",
-           "so glad the train is late again", "awesome, a parking ticket", "great job breaking my order",
-           "nice, the heating is off again"]
+# Praise in slang that borrows negative words: a head trained on ordinary wording reads these as
+# complaints, and a user whose posts talk like this corrects them to positive.
+SLANG_PRAISE = ["this new track is sick", "that trick was wicked", "killer price on these shoes",
+                "the bass on this is filthy", "that goal was nasty", "my new ride is a beast",
+                "this burger is stupid good", "the crowd went mental tonight",
+                "she absolutely murdered that solo", "these beats slap so hard"]
 
 
 def striped_image(seed: int) -> bytes:
@@ -64,13 +66,13 @@ def reference(tmp_path_factory, predictor, pair_sets):
 
 
 def wrong_corrections(predictor, n: int = 20) -> list[CorrectionItem]:
-    """Sarcastic complaints over a new picture style, labelled negative; keep those the head gets wrong."""
+    """Slang praise over a new picture style, labelled positive; keep those the head gets wrong."""
     wrong = []
     for k in range(60):
-        text = f"{SARCASM[k % len(SARCASM)]} #{k}"
+        text = f"{SLANG_PRAISE[k % len(SLANG_PRAISE)]} #{k}"
         image = striped_image(k)
-        if predictor.predict_pair(text, image).label != "negative":
-            wrong.append(CorrectionItem(text, image, "negative", f"striped_{k}.png", "test"))
+        if predictor.predict_pair(text, image).label != "positive":
+            wrong.append(CorrectionItem(text, image, "positive", f"striped_{k}.png", "test"))
         if len(wrong) == n:
             break
     return wrong

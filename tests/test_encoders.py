@@ -9,15 +9,19 @@ from PIL import Image
 from core.encoders import EncoderUnavailable, load_image_encoder, load_text_encoder
 
 
-def test_bundled_text_encoder_gives_384_d_mean_pooled_vectors(encoders):
+def test_bundled_text_encoder_gives_its_last_three_layers_mean_pooled(encoders):
     text, _ = encoders
     vectors = text.encode(["I love this", "I hate this", "I love this"])
-    assert vectors.shape == (3, 384) and text.dim == 384
+    assert vectors.shape == (3, 3 * 384) and text.dim == 1152
     np.testing.assert_allclose(vectors[0], vectors[2], atol=1e-5)  # padding in a batch changes nothing
     single = text.encode(["I love this"])[0]
     np.testing.assert_allclose(single, vectors[0], atol=1e-5)
     # Sentence embeddings put the two opposite sentences closer than random but not identical.
     assert not np.allclose(vectors[0], vectors[1])
+    # The last of the three is MiniLM's own sentence embedding, which ``bundled:minilm-l6`` gives alone.
+    sentence = load_text_encoder("bundled:minilm-l6")
+    assert sentence.dim == 384 and sentence.id != text.id
+    np.testing.assert_allclose(sentence.encode(["I love this"])[0], vectors[0, 768:], atol=1e-5)
 
 
 def test_bundled_image_encoder_gives_1280_d_pooled_features(encoders):
@@ -31,7 +35,7 @@ def test_bundled_image_encoder_gives_1280_d_pooled_features(encoders):
 
 def test_encoder_ids_are_stable_and_name_the_weights(encoders):
     text, image = encoders
-    assert text.id == load_text_encoder().id and text.id.startswith("text:bundled:minilm-l6:")
+    assert text.id == load_text_encoder().id and text.id.startswith("text:bundled:minilm-l6-last3:")
     assert image.id.startswith("image:bundled:efficientnet-lite0-int8:")
     assert load_image_encoder("bundled:efficientnet-lite0").id.startswith("image:bundled:efficientnet-lite0:")
 
