@@ -171,3 +171,28 @@ def test_correction_on_mvsa_with_the_default_head(capsys):
               f"{len(check)} dev pairs {before:.1%} -> {after:.1%}; {len(result.history)} epochs")
     assert right_after >= 18
     assert before - after <= 0.01
+
+
+def test_replayed_pairs_are_held_to_what_the_head_said_and_corrections_to_the_user(predictor, reference):
+    """The correction keeps the head saying what it said on the replayed pairs (its own probabilities,
+    not their labels, which a head that fits its training pairs barely feels), and learns the user's label."""
+    from core.correction_set import features_for
+    from core.labels import LABELS
+    from core.training import _correction_targets, concat_sets, predict_logits
+
+    replay, _ = reference
+    corrections = features_for(wrong_corrections(predictor, n=3), predictor)
+    data = concat_sets(corrections, replay)
+    targets = _correction_targets(predictor.heads, data, len(corrections), "base")
+    said = predict_logits(predictor.heads, replay)
+    for name in ("text", "image", "fused"):
+        assert targets[name][:3].argmax(1).tolist() == [LABELS.index("positive")] * 3
+        assert targets[name][:3].max(1).values.tolist() == [1.0] * 3
+        np.testing.assert_allclose(targets[name][3:].numpy(), softmax(said[name]), atol=1e-5)
+    labels_only = _correction_targets(predictor.heads, data, len(corrections), "labels")["fused"]
+    assert labels_only.argmax(1).tolist() == data.labels.tolist()
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
