@@ -176,6 +176,7 @@ def test_correction_on_mvsa_with_the_default_head(capsys):
 def test_replayed_pairs_are_held_to_what_the_head_said_and_corrections_to_the_user(predictor, reference):
     """The correction keeps the head saying what it said on the replayed pairs (its own probabilities,
     not their labels, which a head that fits its training pairs barely feels), and learns the user's label."""
+    from core.calibration import apply_temperature
     from core.correction_set import features_for
     from core.labels import LABELS
     from core.training import _correction_targets, concat_sets, predict_logits
@@ -188,11 +189,6 @@ def test_replayed_pairs_are_held_to_what_the_head_said_and_corrections_to_the_us
     for name in ("text", "image", "fused"):
         assert targets[name][:3].argmax(1).tolist() == [LABELS.index("positive")] * 3
         assert targets[name][:3].max(1).values.tolist() == [1.0] * 3
-        np.testing.assert_allclose(targets[name][3:].numpy(), softmax(said[name]), atol=1e-5)
+        np.testing.assert_allclose(targets[name][3:].numpy(), apply_temperature(said[name], 1.0), atol=1e-5)
     labels_only = _correction_targets(predictor.heads, data, len(corrections), "labels")["fused"]
     assert labels_only.argmax(1).tolist() == data.labels.tolist()
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    e = np.exp(logits - logits.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
