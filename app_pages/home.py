@@ -4,6 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from core.machine import describe_machine
 from core.session import device_description, headline_metrics
 from app_pages.common import active_predictor, corrections, engine, head_label, pct
 
@@ -60,6 +61,9 @@ if metrics:
         for h in ("text", "image", "fused") if h in block
     ])
     st.dataframe(table, hide_index=True, width="content")
+    if split != "reference" and isinstance(card.get("machine"), dict):
+        measured = str(card["machine"].get("measured_at") or "")[:10]
+        st.caption(f"Measured on {describe_machine(card['machine'])}" + (f", {measured}" if measured else ""))
 else:
     st.info("This head version records no test metrics.")
 

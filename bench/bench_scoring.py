@@ -20,7 +20,10 @@ EfficientNet-Lite0):
                           features of the right shape);
 - ``peak_rss_mb``         peak resident memory of this process.
 
-With ``--json`` the last line printed is one JSON object with exactly those keys. ``--levers`` first
+With ``--json`` the last line printed is one JSON object with exactly those keys plus ``machine``, the
+machine they were measured on (``core.machine.machine_block()``: CPU model, int8/float instruction-set
+flags, cores, library versions, a one-second fp32 matmul GFLOP/s); without it the figures are
+followed by a "measured on" line. ``--levers`` first
 prints side-by-side measurements of the levers the README's table reports (slow: a few minutes).
 The models are loaded and the ONNX graphs built before anything is timed (a first use on a new
 machine pays the export once, a few seconds; it is printed, not counted).
@@ -45,6 +48,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from core import config  # noqa: E402
+from core.machine import describe_machine, machine_block  # noqa: E402
 from core.onnx_export import cpu_threads  # noqa: E402
 
 KEYS = ("naive_pairs_per_s", "pairs_per_s", "speedup", "cached_speedup", "single_pair_ms_p50",
@@ -330,12 +334,14 @@ def main(argv=None) -> dict:
     ARGS = parser.parse_args(argv)
     result = run(ARGS)
     assert tuple(result) == KEYS
+    machine = machine_block()
     if ARGS.json:
-        print(json.dumps(result), flush=True)
+        print(json.dumps({**result, "machine": machine}), flush=True)
     else:
         width = max(map(len, KEYS))
         for key in KEYS:
             print(f"{key:<{width}}  {result[key]}")
+        print(f"measured on: {describe_machine(machine)}")
     return result
 
 

@@ -21,6 +21,7 @@ from core.data import prepare_pairs, read_table
 from core.features import FeatureStore
 from core.featurize import EncodedPairs, encode_pairs
 from core.labels import LABEL_TO_INDEX, LABELS, LabelError, normalise_label
+from core.machine import machine_block
 from core.metrics import classification_metrics, expected_calibration_error
 from core.model import HEAD_NAMES
 from core.training import FeatureSet, TrainConfig, predict_logits, train_heads
@@ -171,6 +172,7 @@ def build_head(train_csv: Path, dev_csv: Path, images_dir: Path, out_dir: Path, 
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         },
         "metrics": metrics,
+        "machine": machine_block(),  # what train_seconds and any speed figure were measured on
     }
     write_version_folder(Path(out_dir), model.tensors(), card)
     log(f"wrote {out_dir} in {time.time() - started:.0f}s")

@@ -75,6 +75,7 @@ def cmd_score(args) -> int:
 
 def cmd_eval(args) -> int:
     from core.batch import labelled_metrics, score_rows
+    from core.machine import describe_machine, machine_block
 
     predictor = _predictor(args.head)
     rows = _read_rows(args, require_label=True)
@@ -83,7 +84,7 @@ def cmd_eval(args) -> int:
     metrics = labelled_metrics(result.frame) or {}
     report = {"n": int((result.frame["status"] != "error").sum()), "n_rows": len(rows),
               "row_errors": int((result.frame["status"] == "error").sum()),
-              "head_version": predictor.card.get("version"), **metrics}
+              "head_version": predictor.card.get("version"), **metrics, "machine": machine_block()}
     text = json.dumps(report, indent=2)
     if args.json:
         Path(args.json).write_text(text)
@@ -92,6 +93,7 @@ def cmd_eval(args) -> int:
             m = metrics[head]
             print(f"{head:>6}: n={m['n']}  accuracy {m['accuracy']:.4f}  weighted F1 {m['weighted_f1']:.4f}  "
                   f"macro F1 {m['macro_f1']:.4f}  ECE {m['ece']:.4f}")
+    print(f"measured on: {describe_machine(report['machine'])}")
     return 0
 
 

@@ -13,13 +13,16 @@ KEYS = {"naive_pairs_per_s", "pairs_per_s", "speedup", "cached_speedup", "single
         "single_pair_ms_p95", "train_s", "peak_rss_mb"}
 
 
-def test_bench_prints_one_json_object_with_exactly_the_keys(tmp_path):
+def test_bench_prints_one_json_object_with_exactly_the_keys_and_the_machine(tmp_path):
     env = {**os.environ, "MMSA_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1"}
     done = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_scoring.py"), "--n", "8", "--make-pairs",
                            "--json"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stderr[-3000:]
     figures = json.loads(done.stdout.strip().splitlines()[-1])
-    assert set(figures) == KEYS
-    assert all(isinstance(v, (int, float)) and v > 0 for v in figures.values())
+    assert set(figures) == KEYS | {"machine"}
+    assert all(isinstance(figures[k], (int, float)) and figures[k] > 0 for k in KEYS)
+    machine = figures["machine"]
+    assert isinstance(machine["cpu_model"], str) and all(isinstance(v, bool) for v in machine["flags"].values())
+    assert machine["matmul_gflops"] > 0
     # The ONNX graphs were built in the user's cache folder, not committed anywhere.
     assert list((tmp_path / "home" / "onnx").glob("*/model.onnx"))

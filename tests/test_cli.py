@@ -83,6 +83,8 @@ def test_eval_json_has_accuracy_weighted_f1_and_confusion_matrix_per_head(scorin
     assert report["fused"]["n"] == 9  # the text-only row has no fused result
     # The drawn pairs are easy: a head trained on their siblings gets most of them right.
     assert report["fused"]["accuracy"] >= 0.7
+    # The figures carry the machine they were measured on.
+    assert "cpu_model" in report["machine"] and all(isinstance(v, bool) for v in report["machine"]["flags"].values())
 
 
 def test_train_writes_a_version_folder_with_card_and_metrics(trained_head):
