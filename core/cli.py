@@ -6,6 +6,7 @@
     python -m core.cli finetune-text --train train.csv --dev dev.csv --out DIR
     python -m core.cli explain --text "..." --image photo.jpg
     python -m core.cli encoders
+    python -m core.cli resplit --seeds 1 2 3 4 5 [--frozen] --out DIR [--json FILE]
 """
 from __future__ import annotations
 
@@ -169,6 +170,42 @@ def cmd_encoders(args) -> int:
     return 0
 
 
+def cmd_resplit(args) -> int:
+    from core.model import HEAD_NAMES
+    from core.resplit import resplit_accuracy
+
+    data = Path(args.data)
+    csvs = [Path(p) for p in args.csv] if args.csv else [data / f"{name}.csv" for name in ("train", "dev", "test")]
+    images = Path(args.images) if args.images else data / "images"
+
+    def scores(entry, head):
+        return f"{head} {entry[head]['accuracy']:.4f}/{entry[head]['weighted_f1']:.4f}"
+
+    def on_split(entry):
+        print(f"seed {entry['seed']:>4}: {entry['n_train']}/{entry['n_dev']}/{entry['n_test']}  acc/wF1  "
+              + "  ".join(scores(entry, head) for head in HEAD_NAMES) + f"  ({entry['seconds']:.0f}s)", flush=True)
+
+    report = resplit_accuracy(csvs, images, Path(args.out), seeds=args.seeds, frozen=args.frozen,
+                              on_split=on_split, log=lambda line: print(line, file=sys.stderr, flush=True))
+    if report["protocol"]["unusable"]:
+        print(f"{len(report['protocol']['unusable'])} rows could not be used, e.g. "
+              f"{report['protocol']['unusable'][0]} (all in the JSON)")
+    k = len(report["splits"])
+    print(f"\n{'frozen text encoder' if args.frozen else 'LoRA adapter per split'}, {k} split"
+          f"{'s' if k > 1 else ''} of {report['protocol']['pool']} pairs; test, mean ± sd [min, max]")
+    for head in HEAD_NAMES:
+        cells = []
+        for metric, name in (("accuracy", "accuracy"), ("weighted_f1", "weighted F1")):
+            s = report["summary"][head][metric]
+            sd = "" if s["sd"] is None else f" ± {s['sd']:.4f}"
+            cells.append(f"{name} {s['mean']:.4f}{sd} [{s['min']:.4f}, {s['max']:.4f}]")
+        print(f"{head:>6}: " + "   ".join(cells))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    print(f"per split and summary: {args.json or Path(args.out) / 'resplit.json'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from core.encoders import DEFAULT_IMAGE_SPEC, DEFAULT_TEXT_SPEC, MINILM_SPEC
     from core.training import TrainConfig
@@ -241,6 +278,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     encoders = sub.add_parser("encoders", help="list encoder specs and whether they load here")
     encoders.set_defaults(run=cmd_encoders)
+
+    from core import config
+    resplit = sub.add_parser("resplit", help="retrain the shipped recipe on K seeded random re-splits of the "
+                             "pooled CSVs; each split's test scores and their mean ± sd")
+    resplit.add_argument("--data", default=str(config.mvsa_dir()),
+                         help="folder with train/dev/test.csv and images/ (default: MVSA-Single)")
+    resplit.add_argument("--csv", action="append", default=None,
+                         help="a labelled CSV to pool (repeat; default: train, dev and test.csv of --data)")
+    resplit.add_argument("--images", default=None, help="folder the image column is relative to (default: --data/images)")
+    resplit.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5], help="one split per seed")
+    resplit.add_argument("--frozen", action="store_true",
+                         help="plain text encoder, no LoRA adapter per split (seconds instead of minutes a split)")
+    resplit.add_argument("--out", required=True, help="folder for each split's CSVs, adapter and head")
+    resplit.add_argument("--json", default=None, help="also write the report here (always in --out/resplit.json)")
+    resplit.set_defaults(run=cmd_resplit)
     return parser
 
 
