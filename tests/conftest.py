@@ -1,13 +1,18 @@
-"""Shared fixtures: real bundled encoders (loaded once), small pair sets drawn with Pillow, and a
-head trained on them. Nothing here reads ../shared/data."""
+"""Shared fixtures and helpers: real bundled encoders (loaded once), small pair sets drawn with
+Pillow and a head trained on them; the AppTest set-up of the page suites; light fake encoders and
+synthetic feature sets for the bookkeeping stories (reliability, concurrent sessions). Nothing here
+reads ../shared/data."""
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import zlib
 import tempfile
+from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image, ImageDraw
@@ -97,3 +102,219 @@ def mmsa_home(tmp_path, monkeypatch):
 
 def requires_mvsa():
     return pytest.mark.skipif(not (MVSA / "train.csv").exists(), reason="MVSA-Single not present in ../shared/data")
+
+
+# --------------------------------------------------------------------------- AppTest set-up
+
+STREAMLIT_APP = Path(__file__).resolve().parents[1] / "streamlit_app.py"
+APP_TIMEOUT = 60  # the first run of a process loads the encoders
+
+
+@pytest.fixture(scope="module")
+def app_env(tmp_path_factory, trained_head):
+    """Points the app at its own MMSA_HOME, at the fixture head (MMSA_HEAD_DIR) instead of the shipped
+    default, and at a missing MVSA folder so the correction page uses the project's example pairs as
+    its reference set."""
+    home = tmp_path_factory.mktemp("app_home")
+    data_root = tmp_path_factory.mktemp("data_root")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MMSA_HOME", str(home))
+        patch.setenv("MMSA_HEAD_DIR", str(trained_head))
+        patch.setenv("MMSA_MVSA_DIR", str(home / "no-mvsa-here"))
+        patch.setenv("MMSA_DATA_ROOT", str(data_root))
+        yield {"home": home, "data_root": data_root, "head": trained_head}
+
+
+def new_app():
+    from streamlit.testing.v1 import AppTest
+    return AppTest.from_file(str(STREAMLIT_APP), default_timeout=APP_TIMEOUT)
+
+
+def open_page(page: str):
+    at = new_app().run()
+    assert not at.exception, at.exception
+    if page != "home":
+        at.switch_page(f"app_pages/{page}.py").run()
+        assert not at.exception, at.exception
+    return at
+
+
+def button(at, key: str):
+    return next(b for b in at.button if b.key == key)
+
+
+def texts(at) -> str:
+    parts = [e.value for kind in ("markdown", "caption", "info", "warning", "success", "error", "title",
+                                  "subheader") for e in getattr(at, kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+# --------------------------------------------------------------------------- light fake encoders
+# A hash of the text, the mean colour of the picture: for stories about the bookkeeping around the
+# encoders (resumable batches, crashes mid-training, sessions sharing one Engine).
+
+TEXT_DIM, IMAGE_DIM, HIDDEN = 8, 6, 16
+
+
+class SimulatedCrash(RuntimeError):
+    pass
+
+
+def _vector(seed_bytes: bytes, dim: int) -> np.ndarray:
+    seed = int.from_bytes(hashlib.sha256(seed_bytes).digest()[:8], "little")
+    return np.random.default_rng(seed).normal(size=dim).astype(np.float32)
+
+
+class FakeTextEncoder:
+    """A deterministic vector per text; counts every text it is asked to encode. ``fail_on_call=k``
+    raises on its k-th call (a crash of the machine or a bug in the middle of a batch)."""
+
+    def __init__(self, fail_on_call: int | None = None, id: str = "text:fake:1", dim: int = TEXT_DIM):
+        self.id, self.dim, self.max_tokens = id, dim, 12
+        self.fail_on_call = fail_on_call
+        self.calls = 0
+        self.seen: Counter = Counter()
+
+    @property
+    def feature_key(self) -> str:  # what the feature store files its vectors under
+        return self.id
+
+    def describe(self) -> str:
+        return "fake-text"
+
+    def encode(self, texts):
+        self.calls += 1
+        if self.calls == self.fail_on_call:
+            raise SimulatedCrash(f"text encoder died on call {self.calls}")
+        self.seen.update(texts)
+        return np.stack([_vector(t.encode(), self.dim) for t in texts])
+
+    def truncated(self, texts):
+        return [len(t.split()) > self.max_tokens for t in texts]
+
+
+class FakeImageEncoder:
+    """Mean colour plus a hash of the pixels; counts every picture (by its pixels) it encodes."""
+
+    def __init__(self, fail_on_call: int | None = None, id: str = "image:fake:1", dim: int = IMAGE_DIM):
+        self.id, self.dim = id, dim
+        self.fail_on_call = fail_on_call
+        self.calls = 0
+        self.seen: Counter = Counter()
+
+    @property
+    def feature_key(self) -> str:
+        return self.id
+
+    def describe(self) -> str:
+        return "fake-image"
+
+    def decode(self, data: bytes):
+        from core.images import decode_image
+        return decode_image(data)
+
+    def encode(self, images):
+        self.calls += 1
+        if self.calls == self.fail_on_call:
+            raise SimulatedCrash(f"image encoder died on call {self.calls}")
+        out = []
+        for image in images:
+            pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
+            digest = hashlib.sha256(pixels.tobytes()).digest()
+            self.seen[digest] += 1
+            out.append(np.concatenate([pixels.mean((0, 1)) / 255.0, _vector(digest, self.dim - 3)]))
+        return np.stack(out).astype(np.float32)
+
+
+def fake_card(text_encoder=None, image_encoder=None, **extra) -> dict:
+    from core.labels import LABELS
+
+    text_encoder = text_encoder or FakeTextEncoder()
+    image_encoder = image_encoder or FakeImageEncoder()
+    return {"labels": list(LABELS), "hidden": HIDDEN, "dropout": 0.1,
+            "text_encoder": {"spec": "fake-text", "id": text_encoder.id, "dim": text_encoder.dim},
+            "image_encoder": {"spec": "fake-image", "id": image_encoder.id, "dim": image_encoder.dim},
+            **extra}
+
+
+def fake_heads(seed: int = 0, text_dim: int = TEXT_DIM, image_dim: int = IMAGE_DIM):
+    import torch
+
+    from core.model import HeadConfig, LateFusionHeads
+
+    torch.manual_seed(seed)
+    return LateFusionHeads(HeadConfig(text_dim, image_dim, HIDDEN, 0.1)).eval()
+
+
+def fake_predictor(text_encoder=None, image_encoder=None, store=None, seed: int = 0):
+    from core.features import FeatureStore
+    from core.predict import Predictor
+
+    text_encoder = text_encoder or FakeTextEncoder()
+    image_encoder = image_encoder or FakeImageEncoder()
+    return Predictor(text_encoder, image_encoder, fake_heads(seed), fake_card(text_encoder, image_encoder),
+                     store if store is not None else FeatureStore(None))
+
+
+def synthetic_set(n: int, seed: int, labels=None):
+    """Features whose first dimensions carry the label, so a head can learn something in a few epochs."""
+    from core.labels import LABELS
+    from core.training import FeatureSet
+
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels if labels is not None else rng.integers(0, len(LABELS), n), dtype=np.int64)
+    text = rng.normal(size=(len(labels), TEXT_DIM)).astype(np.float32)
+    image = rng.normal(size=(len(labels), IMAGE_DIM)).astype(np.float32)
+    text[np.arange(len(labels)), labels] += 3.0
+    image[np.arange(len(labels)), labels] += 3.0
+    return FeatureSet(text, image, labels)
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    """Ten pairs with distinct texts and pictures, one of them naming a missing image (a bad row)."""
+    from core.data import prepare_pairs
+
+    folder = tmp_path_factory.mktemp("table")
+    moods = ["positive", "negative", "neutral"]
+    records = []
+    for k in range(10):
+        mood = moods[k % 3]
+        name = f"pic_{k}.png"
+        draw_image(folder / name, mood, seed=100 + k)
+        records.append({"id": f"r{k}", "text": f"{mood} post number {k}", "image": name, "label": mood})
+    records[4]["image"] = "missing.png"
+    frame = pd.DataFrame(records)
+    rows = prepare_pairs(frame, label_column="label", id_column="id", images_root=folder)
+    return {"folder": folder, "frame": frame, "rows": rows}
+
+
+def serve_v1(tmp_path, store):
+    """(registry, engine, v1): a registry with a shipped default and an activated version v1 trained
+    on synthetic features, served by an Engine over the fake encoders."""
+    from core.batch import one_torch_thread
+    from core.registry import HeadRegistry, write_version_folder
+    from core.session import Engine
+    from core.training import TrainConfig, train_heads
+
+    with one_torch_thread():
+        trained = train_heads(synthetic_set(60, 1), synthetic_set(30, 2),
+                              TrainConfig(hidden=HIDDEN, members=1, dropout=0.1, max_epochs=5, patience=5)).model
+    builtin = tmp_path / "builtin"
+    write_version_folder(builtin, fake_heads(99).tensors(), fake_card(version="shipped"))
+    registry = HeadRegistry(tmp_path / "heads", builtin=builtin)
+    v1 = registry.save(trained.tensors(), fake_card(), note="v1")
+    registry.activate(v1)
+    return registry, Engine(FakeTextEncoder(), FakeImageEncoder(), store, registry), v1
+
+
+def snapshot(module) -> dict:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    import torch
+
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), f"{name} changed"

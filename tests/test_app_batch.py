@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .conftest import make_pair_set
-from .test_app_support import app_env, button, open_page, texts  # noqa: F401 - fixture
+from .conftest import button, make_pair_set, open_page, texts
 
 
 def test_score_a_csv_with_images_and_a_bad_row(app_env, tmp_path):

@@ -4,8 +4,7 @@ from __future__ import annotations
 import io
 import zipfile
 
-from .conftest import make_pair_set
-from .test_app_support import app_env, button, open_page, texts  # noqa: F401 - fixture
+from .conftest import button, make_pair_set, open_page, texts
 
 
 def test_train_save_and_roll_back_a_correction(app_env, tmp_path):

@@ -4,7 +4,8 @@ from __future__ import annotations
 import io
 
 from PIL import Image
-from .test_app_support import app_env, button, open_page, texts  # noqa: F401 - fixture
+
+from .conftest import button, open_page, texts
 
 
 def png(colour) -> bytes:

@@ -9,144 +9,27 @@ is tested is the bookkeeping around them; the truncation story uses the real bun
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import zipfile
-from collections import Counter
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from .conftest import draw_image
+from .conftest import (IMAGE_DIM, HIDDEN, TEXT_DIM, FakeImageEncoder, FakeTextEncoder, assert_same_weights,
+                       draw_image, fake_card, fake_heads, fake_predictor, serve_v1, snapshot, synthetic_set)
 from core.batch import one_torch_thread, score_rows
 from core.correction_set import CorrectionItem, run_correction
 from core.data import prepare_pairs, read_table, to_safe_csv_bytes
 from core.features import FeatureStore
-from core.labels import LABELS
 from core.model import HeadConfig, LateFusionHeads
 from core.predict import HeadMismatch, Predictor
-from core.registry import HeadRegistry, RegistryError, write_version_folder
-from core.session import Engine
-from core.training import (CorrectionConfig, FeatureSet, TrainConfig, TrainingRefused, correct_heads,
-                           train_heads)
+from core.registry import RegistryError, write_version_folder
+from core.training import CorrectionConfig, TrainConfig, TrainingRefused, correct_heads, train_heads
 
-TEXT_DIM, IMAGE_DIM, HIDDEN = 8, 6, 16
-
-
-# --------------------------------------------------------------------------- light encoders
-
-
-class SimulatedCrash(RuntimeError):
-    pass
-
-
-def _vector(seed_bytes: bytes, dim: int) -> np.ndarray:
-    seed = int.from_bytes(hashlib.sha256(seed_bytes).digest()[:8], "little")
-    return np.random.default_rng(seed).normal(size=dim).astype(np.float32)
-
-
-class FakeTextEncoder:
-    """A deterministic vector per text; counts every text it is asked to encode. ``fail_on_call=k``
-    raises on its k-th call (a crash of the machine or a bug in the middle of a batch)."""
-
-    def __init__(self, fail_on_call: int | None = None, id: str = "text:fake:1", dim: int = TEXT_DIM):
-        self.id, self.dim, self.max_tokens = id, dim, 12
-        self.fail_on_call = fail_on_call
-        self.calls = 0
-        self.seen: Counter = Counter()
-
-    def describe(self) -> str:
-        return "fake-text"
-
-    def encode(self, texts):
-        self.calls += 1
-        if self.calls == self.fail_on_call:
-            raise SimulatedCrash(f"text encoder died on call {self.calls}")
-        self.seen.update(texts)
-        return np.stack([_vector(t.encode(), self.dim) for t in texts])
-
-    def truncated(self, texts):
-        return [len(t.split()) > self.max_tokens for t in texts]
-
-
-class FakeImageEncoder:
-    """Mean colour plus a hash of the pixels; counts every picture (by its pixels) it encodes."""
-
-    def __init__(self, fail_on_call: int | None = None, id: str = "image:fake:1", dim: int = IMAGE_DIM):
-        self.id, self.dim = id, dim
-        self.fail_on_call = fail_on_call
-        self.calls = 0
-        self.seen: Counter = Counter()
-
-    def describe(self) -> str:
-        return "fake-image"
-
-    def decode(self, data: bytes):
-        from core.images import decode_image
-        return decode_image(data)
-
-    def encode(self, images):
-        self.calls += 1
-        if self.calls == self.fail_on_call:
-            raise SimulatedCrash(f"image encoder died on call {self.calls}")
-        out = []
-        for image in images:
-            pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
-            digest = hashlib.sha256(pixels.tobytes()).digest()
-            self.seen[digest] += 1
-            out.append(np.concatenate([pixels.mean((0, 1)) / 255.0, _vector(digest, self.dim - 3)]))
-        return np.stack(out).astype(np.float32)
-
-
-def fake_card(text_encoder=None, image_encoder=None, **extra) -> dict:
-    text_encoder = text_encoder or FakeTextEncoder()
-    image_encoder = image_encoder or FakeImageEncoder()
-    return {"labels": list(LABELS), "hidden": HIDDEN, "dropout": 0.1,
-            "text_encoder": {"spec": "fake-text", "id": text_encoder.id, "dim": text_encoder.dim},
-            "image_encoder": {"spec": "fake-image", "id": image_encoder.id, "dim": image_encoder.dim},
-            **extra}
-
-
-def fake_heads(seed: int = 0, text_dim: int = TEXT_DIM, image_dim: int = IMAGE_DIM) -> LateFusionHeads:
-    torch.manual_seed(seed)
-    return LateFusionHeads(HeadConfig(text_dim, image_dim, HIDDEN, 0.1)).eval()
-
-
-def fake_predictor(text_encoder=None, image_encoder=None, store=None, seed: int = 0) -> Predictor:
-    text_encoder = text_encoder or FakeTextEncoder()
-    image_encoder = image_encoder or FakeImageEncoder()
-    return Predictor(text_encoder, image_encoder, fake_heads(seed), fake_card(text_encoder, image_encoder),
-                     store if store is not None else FeatureStore(None))
-
-
-def synthetic_set(n: int, seed: int, labels=None) -> FeatureSet:
-    """Features whose first dimensions carry the label, so a head can learn something in a few epochs."""
-    rng = np.random.default_rng(seed)
-    labels = np.asarray(labels if labels is not None else rng.integers(0, len(LABELS), n), dtype=np.int64)
-    text = rng.normal(size=(len(labels), TEXT_DIM)).astype(np.float32)
-    image = rng.normal(size=(len(labels), IMAGE_DIM)).astype(np.float32)
-    text[np.arange(len(labels)), labels] += 3.0
-    image[np.arange(len(labels)), labels] += 3.0
-    return FeatureSet(text, image, labels)
-
-
-@pytest.fixture(scope="module")
-def table(tmp_path_factory):
-    """Ten pairs with distinct texts and pictures, one of them naming a missing image (a bad row)."""
-    folder = tmp_path_factory.mktemp("table")
-    moods = ["positive", "negative", "neutral"]
-    records = []
-    for k in range(10):
-        mood = moods[k % 3]
-        name = f"pic_{k}.png"
-        draw_image(folder / name, mood, seed=100 + k)
-        records.append({"id": f"r{k}", "text": f"{mood} post number {k}", "image": name, "label": mood})
-    records[4]["image"] = "missing.png"
-    frame = pd.DataFrame(records)
-    rows = prepare_pairs(frame, label_column="label", id_column="id", images_root=folder)
-    return {"folder": folder, "frame": frame, "rows": rows}
+# The light fake encoders, synthetic_set and the `table` fixture live in conftest.py (the concurrent
+# sessions story uses them too).
 
 
 # --------------------------------------------------------------------------- 1. resumable batch
@@ -215,33 +98,10 @@ def crash_on_epoch(n: int):
     return on_epoch
 
 
-def serve_v1(tmp_path, store: FeatureStore) -> tuple[HeadRegistry, Engine, str]:
-    """A registry with a shipped default and an activated version v1, served by an Engine."""
-    with one_torch_thread():
-        trained = train_heads(synthetic_set(60, 1), synthetic_set(30, 2),
-                              TrainConfig(hidden=HIDDEN, members=1, dropout=0.1, max_epochs=5, patience=5)).model
-    builtin = tmp_path / "builtin"
-    write_version_folder(builtin, fake_heads(99).tensors(), fake_card(version="shipped"))
-    registry = HeadRegistry(tmp_path / "heads", builtin=builtin)
-    v1 = registry.save(trained.tensors(), fake_card(), note="v1")
-    registry.activate(v1)
-    return registry, Engine(FakeTextEncoder(), FakeImageEncoder(), store, registry), v1
-
-
 @pytest.fixture()
 def deployed(tmp_path):
     registry, engine, v1 = serve_v1(tmp_path, FeatureStore(None))
     return {"registry": registry, "engine": engine, "v1": v1}
-
-
-def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
-
-
-def assert_same_weights(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for name in a:
-        assert torch.equal(a[name], b[name]), f"{name} changed"
 
 
 def test_a_correction_that_crashes_mid_training_leaves_the_active_version_untouched(deployed, table):

@@ -4,7 +4,7 @@ store and the served heads are read-only to them; a correction is its own copy u
 activated in the registry, which is the one thing that changes what everybody is served.
 
 Threads stand in for the Streamlit sessions (Streamlit runs each session's script in its own thread).
-The encoders are the light fakes of test_reliability: what is shared here is the bookkeeping.
+The encoders are the light fakes of conftest.py: what is shared here is the bookkeeping.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
-from .test_reliability import assert_same_weights, serve_v1, snapshot, synthetic_set, table  # noqa: F401 - table is a fixture
+from .conftest import assert_same_weights, serve_v1, snapshot, synthetic_set
 from core.batch import score_rows
 from core.correction_set import CorrectionItem, corrected_card, run_correction
 from core.features import FeatureStore
