@@ -12,6 +12,10 @@ class CountingEncoder:
     def __init__(self):
         self.seen = []
 
+    @property
+    def feature_key(self) -> str:  # what the feature store files its vectors under
+        return self.id
+
     def encode(self, texts):
         self.seen.extend(texts)
         return np.array([[len(t), 1, 2, 3] for t in texts], dtype=np.float32)
