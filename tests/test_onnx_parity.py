@@ -49,11 +49,21 @@ def test_text_graph_matches_pytorch_on_padded_unpadded_and_truncated_batches(enc
 
 
 def test_encode_through_onnx_equals_pytorch_and_keeps_the_id(encoders, home):
-    text, image = encoders
-    assert text.encode(["warm-up"]) is not None and text.runtime == "onnxruntime"
+    text, _ = encoders
+    warm = text.encode(["warm-up"])
+    assert text.runtime == "onnxruntime"
+    assert warm.shape == (1, text.dim) and warm.dtype == np.float32 and np.isfinite(warm).all()
+    assert relative_error(torch_text_features(text, ["warm-up"]), warm) < PARITY_TOLERANCE
     many = [f"{t} {k}" for k in range(7) for t in TEXTS]  # several length-sorted batches
-    err = relative_error(torch_text_features(text, many), text.encode(many, batch_size=8))
+    encoded = text.encode(many, batch_size=8)
+    assert encoded.shape == (len(many), text.dim) and np.isfinite(encoded).all()
+    err = relative_error(torch_text_features(text, many), encoded)
     assert err < PARITY_TOLERANCE
+    # Different texts give different vectors (texts cut at max_tokens may lose what told them apart).
+    assert np.linalg.norm(encoded[0] - encoded[1]) > 1e-3 * np.linalg.norm(encoded[0])
+    whole = [i for i, cut in enumerate(text.truncated(many)) if not cut]
+    assert len(whole) == len(many) - 7
+    assert len({encoded[i].tobytes() for i in whole}) == len(whole)
     assert text.id.startswith("text:bundled:minilm-l6-last3:")  # same id as the PyTorch encoder: shared store
 
 
@@ -128,8 +138,9 @@ def test_onnx_can_be_switched_off(home, monkeypatch):
 
     monkeypatch.setenv("MMSA_ONNX", "0")
     image = load_image_encoder("bundled:efficientnet-lite0")
-    image.encode([Image.new("RGB", (50, 40), "green")])
+    feats = image.encode([Image.new("RGB", (50, 40), "green")])
     assert image.runtime == "torch"
+    assert feats.shape == (1, image.dim) and np.isfinite(feats).all() and np.abs(feats).max() > 0
     assert not (home / "onnx").exists()
     # The int8 default's numbers exist only in its shipped graph: it runs there regardless.
     int8 = load_image_encoder()
