@@ -16,7 +16,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from .conftest import MVSA, make_pair_set
-from core.correction_set import CorrectionItem, CorrectionSet, corrected_card, items_from_rows, run_correction
+from core.correction_set import (CorrectionItem, CorrectionSet, corrected_card, features_for, items_from_rows,
+                                 run_correction)
 from core.data import prepare_pairs, read_table
 from core.training import CorrectionConfig, TrainingRefused
 
@@ -86,10 +87,20 @@ def test_correction_fixes_twenty_wrong_pairs_and_keeps_the_reference(predictor, 
 
     run = run_correction(predictor, items, replay, check, CorrectionConfig())
 
-    assert run.right_before == 0
-    assert run.right_after >= 18, run.pairs
-    drop = run.reference_before["fused"] - run.reference_after["fused"]
+    # Measured here, apart from the run's own bookkeeping: the fused verdicts of the base heads and of
+    # the corrected copy on the corrected pairs and on the held-out reference pairs.
+    data = features_for(items, predictor)
+    before, after = fused_labels(predictor.heads, data), fused_labels(run.model, data)
+    fixed = [k for k, item in enumerate(items) if before[k] != item.label and after[k] == item.label]
+    assert len(fixed) >= 18, run.pairs
+    assert run.pairs["before"].tolist() == before and run.pairs["after"].tolist() == after
+    assert run.right_after == sum(label == "positive" for label in after)
+    reference_before, reference_after = fused_accuracy(predictor.heads, check), fused_accuracy(run.model, check)
+    assert run.reference_before["fused"] == pytest.approx(reference_before)
+    assert run.reference_after["fused"] == pytest.approx(reference_after)
+    drop = reference_before - reference_after
     assert drop <= 0.01, f"fused reference accuracy fell {drop:.1%}"
+    assert run.right_after >= 18, run.pairs
     # The predictor other sessions use is untouched until a version is saved and activated.
     assert all(torch_equal(v, predictor.heads.state_dict()[k]) for k, v in base_state.items())
     with capsys.disabled():
@@ -100,6 +111,19 @@ def test_correction_fixes_twenty_wrong_pairs_and_keeps_the_reference(predictor, 
     card = corrected_card(predictor.card, run, reference_name="drawn pairs", base_version="fixture")
     assert card["training"]["right_after"] == run.right_after
     assert card["metrics"]["reference"]["fused"]["accuracy"] == pytest.approx(run.reference_after["fused"])
+
+
+def fused_labels(model, data) -> list[str]:
+    from core.labels import LABELS
+    from core.training import predict_logits
+
+    return [LABELS[k] for k in predict_logits(model, data)["fused"].argmax(1)]
+
+
+def fused_accuracy(model, data) -> float:
+    from core.training import predict_logits
+
+    return float((predict_logits(model, data)["fused"].argmax(1) == data.labels).mean())
 
 
 def torch_equal(a, b) -> bool:
@@ -177,7 +201,6 @@ def test_replayed_pairs_are_held_to_what_the_head_said_and_corrections_to_the_us
     """The correction keeps the head saying what it said on the replayed pairs (its own probabilities,
     not their labels, which a head that fits its training pairs barely feels), and learns the user's label."""
     from core.calibration import apply_temperature
-    from core.correction_set import features_for
     from core.labels import LABELS
     from core.training import _correction_targets, concat_sets, predict_logits
 
