@@ -6,11 +6,37 @@ import pandas as pd
 from .conftest import button, make_pair_set, open_page, texts
 
 
-def test_score_a_csv_with_images_and_a_bad_row(app_env, tmp_path):
+def scored_rows_table(at) -> pd.DataFrame:
+    """The "Scored rows" table (the only one on the page with the probability columns)."""
+    tables = [d.value for d in at.dataframe if "p_fused_positive" in d.value.columns]
+    assert len(tables) == 1, [list(d.value.columns) for d in at.dataframe]
+    return tables[0]
+
+
+def test_score_a_csv_with_images_and_a_bad_row(app_env, tmp_path, monkeypatch):
+    import streamlit as st
+
+    from core.data import to_safe_csv_bytes
+
     csv = make_pair_set(tmp_path, n_per_class=2, seed=11)
     frame = pd.read_csv(csv)
+    first_positive, first_negative = frame.iloc[0], frame[frame["label"] == "negative"].iloc[0]
+    # The same pair twice under two labels: whatever the head answers, at least one of them is wrong.
+    frame.loc[len(frame)] = {"id": "relabelled", "text": first_positive["text"], "image": first_positive["image"],
+                             "label": "negative"}
+    # Cheerful words over a dark picture: the text and the image heads disagree (a modality conflict).
+    frame.loc[len(frame)] = {"id": "mixed", "text": first_positive["text"], "image": first_negative["image"],
+                             "label": "positive"}
     frame.loc[len(frame)] = {"id": "bad", "text": "=HYPERLINK(\"http://x\")", "image": "missing.png", "label": "positive"}
     images = sorted((tmp_path / "images").iterdir())
+    downloads = {}
+    real_download_button = st.download_button
+
+    def recording_download_button(label, data, *args, **kwargs):
+        downloads[label] = data
+        return real_download_button(label, data, *args, **kwargs)
+
+    monkeypatch.setattr(st, "download_button", recording_download_button)
 
     at = open_page("batch")
     at.file_uploader(key="batch_csv").set_value(("pairs.csv", frame.to_csv(index=False).encode(), "text/csv")).run()
@@ -21,28 +47,45 @@ def test_score_a_csv_with_images_and_a_bad_row(app_env, tmp_path):
     button(at, "batch_score").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
 
-    metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Rows scored"] == "6" and metrics["Bad rows"] == "1"
-    assert "1 bad row were not scored" in "\n".join(e.label for e in at.expander)
     result = at.session_state["batch"]["result"].frame
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Rows scored"] == "8" and metrics["Bad rows"] == "1"
+    assert "1 bad row were not scored" in "\n".join(e.label for e in at.expander)
     bad = result[result["status"] == "error"]
     assert list(bad["id"]) == ["bad"] and "image file not found" in bad["message"].iloc[0]
     assert {"p_text_positive", "p_image_positive", "p_fused_positive", "prediction", "conflict"} <= set(result.columns)
+    by_id = result.set_index("id")
+    assert bool(by_id.loc["mixed", "conflict"]), by_id.loc["mixed"]
+    assert metrics["Modality conflicts"] == str(int(result["conflict"].sum()))
     assert "Against your labels" in texts(at)
     assert len(at.get("plotly_chart")) >= 3 + 3  # distribution, confidence, 3 confusion matrices, reliability
 
-    download = next(w for w in at.get("download_button") if w.proto.label == "Download the scored CSV")
-    assert download is not None
-    from core.data import to_safe_csv_bytes
-    assert b"'=HYPERLINK" in to_safe_csv_bytes(result)
+    # What the download button hands over is the scored table with its formulas made inert.
+    assert [w.proto.label for w in at.get("download_button")] == ["Download the scored CSV"]
+    assert downloads["Download the scored CSV"] == to_safe_csv_bytes(result)
+    assert b"'=HYPERLINK" in downloads["Download the scored CSV"]
 
+    # "Show only modality conflicts" narrows the scored rows to the flagged ones.
+    assert len(scored_rows_table(at)) == len(result) == 9
     at.checkbox(key="batch_only_conflicts").check().run()
     assert not at.exception
+    only_conflicts = scored_rows_table(at)
+    assert sorted(only_conflicts["id"]) == sorted(result.loc[result["conflict"], "id"])
+    assert "mixed" in set(only_conflicts["id"]) and len(only_conflicts) < len(result)
 
-    wrong = [b for b in at.button if b.key == "batch_send_wrong"]
-    if wrong:  # the fixture head may get every drawn pair right
-        wrong[0].click().run()
-        assert len(at.session_state["corrections"]) >= 1
+    ok = result[result["status"] != "error"]
+    wrong = ok[ok["prediction"] != ok["label"]]
+    assert len(wrong) >= 1 and {"relabelled", first_positive["id"]} & set(wrong["id"]), ok[["id", "label", "prediction"]]
+    assert f"{len(wrong)} labelled pair" in texts(at)
+    button(at, "batch_send_wrong").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    # One correction per distinct pair, with the label from the CSV (a pair listed under two labels
+    # keeps the last one).
+    expected = {(row["text"], row["image"]): row["label"] for _, row in wrong.iterrows()}
+    sent = at.session_state["corrections"].items
+    assert sorted((item.text, item.image_name, item.label) for item in sent) == \
+        sorted((text, image, label) for (text, image), label in expected.items())
+    assert {item.source for item in sent} == {"batch"}
 
 
 def test_unreadable_csv_is_a_friendly_error(app_env):
