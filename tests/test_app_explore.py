@@ -6,6 +6,7 @@ import io
 from PIL import Image
 
 from .conftest import button, open_page, texts
+from core.labels import LABELS
 
 
 def png(colour) -> bytes:
@@ -54,16 +55,49 @@ def test_text_only_says_why_there_is_no_fused_result(app_env):
     assert any("no fused result" in i.value for i in at.info)
 
 
-def test_conflict_example_shows_the_notice_and_explains(app_env):
-    at = open_page("explore")
-    at.selectbox(key="explore_example_choice").select_index(0).run()
+def analyse_example(at, example_id: str):
+    """Pick the shipped example pair ``example_id`` in the explorer and analyse it."""
+    choice = at.selectbox(key="explore_example_choice")
+    option = next(o for o in choice.options if o.split(" — ")[0] == example_id)
+    choice.select(option).run()
     button(at, "explore_use_example").click().run()
-    assert at.text_area(key="explore_text").value
     button(at, "explore_analyse").click().run()
-    assert not at.error
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    return at.session_state["explore_result"]["prediction"]
+
+
+def conflict_notices(at) -> list[str]:
+    return [w.value for w in at.warning if "Modality conflict" in w.value]
+
+
+def test_conflict_example_shows_the_notice_and_explains(app_env):
+    # Bitter words over a bright, sunny picture: the fixture head reads the text as negative and the
+    # picture as positive, each almost surely (the pictures it learned from are drawn the same way).
+    at = open_page("explore")
+    prediction = analyse_example(at, "conflict-sad-text")
+    assert at.text_area(key="explore_text").value == "I am so sad and angry, this is a disaster"
+    text, image = prediction.probs["text"], prediction.probs["image"]
+    assert LABELS[int(text.argmax())] == "negative" and text.max() >= 0.5, text
+    assert LABELS[int(image.argmax())] == "positive" and image.max() >= 0.5, image
+    assert prediction.conflict
+    notices = conflict_notices(at)
+    assert len(notices) == 1, [w.value for w in at.warning]
+    assert "the text reads **negative**" in notices[0] and "the image looks **positive**" in notices[0]
+    assert f"({text.max():.1%})" in notices[0] and f"({image.max():.1%})" in notices[0]
+
     button(at, "explore_explain").click().run()
     assert not at.exception and not at.error
     assert "Explained in" in texts(at)
+    assert len(conflict_notices(at)) == 1  # still shown next to the explanation
+
+
+def test_a_pair_whose_text_and_picture_agree_shows_no_conflict_notice(app_env):
+    at = open_page("explore")
+    prediction = analyse_example(at, "sunny-picnic")
+    assert not prediction.conflict
+    assert LABELS[int(prediction.probs["text"].argmax())] == LABELS[int(prediction.probs["image"].argmax())] == "positive"
+    assert conflict_notices(at) == []
+    assert "Result" in texts(at)
 
 
 def test_unreadable_image_is_a_friendly_error(app_env):
