@@ -14,9 +14,13 @@ def test_train_save_and_roll_back_a_correction(app_env, tmp_path):
         for image in (tmp_path / "images").iterdir():
             archive.write(image, f"images/{image.name}")
 
+    from core.registry import open_registry
+
     at = open_page("correct")
     assert not at.error, [e.value for e in at.error]
-    builtin = at.session_state["corrections"] is not None and at.selectbox(key="correct_version").value
+    builtin = at.selectbox(key="correct_version").value
+    assert builtin == open_registry().active_version()  # the page opens on the version being served
+    assert len(at.session_state["corrections"]) == 0
     at.file_uploader(key="correct_csv").set_value(("labelled.csv", csv.read_bytes(), "text/csv"))
     at.file_uploader(key="correct_images").set_value(("images.zip", buffer.getvalue(), "application/zip")).run()
     button(at, "correct_add_upload").click().run()
@@ -38,7 +42,6 @@ def test_train_save_and_roll_back_a_correction(app_env, tmp_path):
     assert active != builtin
 
     # What other sessions now get: the saved version is active in the shared registry.
-    from core.registry import open_registry
     registry = open_registry()
     assert registry.active_version() == active
     assert registry.card(active)["note"] == "drawn pairs" and registry.card(active)["parent"] == builtin
