@@ -119,9 +119,14 @@ def test_image_only_and_pil_input_explain_the_image_head(negation_predictor):
 
 
 def test_explanations_do_not_touch_the_feature_store(negation_predictor):
+    text, picture = "the view was lovely", _jpeg(_picture("positive", 3))
     before = negation_predictor.store.count()
-    explain_pair(negation_predictor, "the view was lovely", _picture("positive", 3))
+    explanation = explain_pair(negation_predictor, text, picture)
+    assert set(explanation.predicted) == {"text", "image", "fused"}
     assert negation_predictor.store.count() == before
+    # The same pair through the Predictor does go through the store: the count above could move.
+    negation_predictor.predict_pair(text, picture)
+    assert negation_predictor.store.count() == before + 2
 
 
 def test_nothing_to_explain_is_a_clear_error(negation_predictor):
