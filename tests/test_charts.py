@@ -129,3 +129,9 @@ def test_saliency_overlay_accepts_greyscale_and_rgba_images():
 
 def test_class_colours_follow_the_sentiment():
     assert set(CLASS_COLORS) == set(LABELS)
+    rgb = {label: tuple(int(CLASS_COLORS[label][i:i + 2], 16) for i in (1, 3, 5)) for label in LABELS}
+    red, green, blue = rgb["negative"]
+    assert red > 1.5 * max(green, blue)  # negative is red
+    red, green, blue = rgb["positive"]
+    assert green > 1.5 * max(red, blue)  # positive is green
+    assert max(rgb["neutral"]) - min(rgb["neutral"]) < 16  # neutral is grey

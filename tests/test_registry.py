@@ -139,7 +139,9 @@ def test_builtin_uses_its_card_version_when_it_has_one(tmp_path):
     registry = HeadRegistry(tmp_path / "heads", builtin=folder)
     assert registry.active_version() == "v20261127-000000-dflt"
     assert registry.card("builtin")["version"] == "v20261127-000000-dflt"
-    registry.load("v20261127-000000-dflt")
+    tensors, card = registry.load("v20261127-000000-dflt")
+    assert_same_tensors(tensors, make_heads())
+    assert card["version"] == "v20261127-000000-dflt"
 
 
 def test_no_builtin_and_nothing_active_is_a_clear_error(tmp_path):
