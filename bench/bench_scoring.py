@@ -226,8 +226,8 @@ def _cached_mvsa(text_encoder, image_encoder):
             for name in frame["image"]:
                 path = folder / "images" / str(name)
                 image_keys.append(content_key(path.read_bytes()) if path.exists() else "")
-            texts = store.get_many(text_encoder.id, text_keys)
-            images = store.get_many(image_encoder.id, image_keys)
+            texts = store.get_many(text_encoder.feature_key, text_keys)
+            images = store.get_many(image_encoder.feature_key, image_keys)
             keep = [i for i in range(len(frame)) if text_keys[i] in texts and image_keys[i] in images]
             if want is not None and len(keep) < want:
                 return None

@@ -155,6 +155,13 @@ class TextEncoder:
     def info(self) -> EncoderInfo:
         return EncoderInfo(self.describe(), self.id, self.dim)
 
+    @property
+    def feature_key(self) -> str:
+        """The feature store's id for this encoder's vectors (the id: text features do not vary by CPU)."""
+        return self.id
+
+    notice: str | None = None
+
     def describe(self) -> str:
         return self.spec if self.adapter is None else f"{self.spec}+adapter:{self.adapter.name}"
 
@@ -352,6 +359,9 @@ class ImageEncoder:
         self.device = device or pick_device()
         self.n_encoded = 0
         self._onnx = _OnnxBackend(self.device)
+        # What the feature store files vectors under: the id, unless this machine serves other numbers.
+        self.store_id: str = ""
+        self.notice: str | None = None  # set when the encoder serves something other than its spec says
 
     @property
     def runtime(self) -> str:
@@ -365,6 +375,11 @@ class ImageEncoder:
     @property
     def info(self) -> EncoderInfo:
         return EncoderInfo(self.spec, self.id, self.dim)
+
+    @property
+    def feature_key(self) -> str:
+        """The feature store's id for this encoder's vectors on this machine."""
+        return self.store_id or self.id
 
     def describe(self) -> str:
         return self.spec
@@ -449,10 +464,12 @@ class EfficientNetLite0Encoder(ImageEncoder):
 class EfficientNetLite0Int8Encoder(EfficientNetLite0Encoder):
     """EfficientNet-Lite0 as the shipped static int8 graph (``core.quantize``) in ONNX Runtime.
 
-    Its numbers exist only in that graph, so it always runs there (on any device, whatever
-    ``MMSA_ONNX`` says). ``.model`` stays the fp32 PyTorch twin: Grad-CAM explanations use it. JPEGs
-    are decoded at ≥ 224 px in draft mode (a 600 px photo decodes at 300 px, ~40 % cheaper, and is
-    cheaper to resize); the graph was calibrated on pictures decoded the same way."""
+    Its numbers exist only in that graph, so it runs there (on any device, whatever ``MMSA_ONNX``
+    says) once the graph has passed ``core.int8_check`` on this CPU; where the check fails, the fp32
+    network serves instead, under another feature-store id, and ``notice`` says so. ``.model`` stays
+    the fp32 PyTorch twin: Grad-CAM explanations and the check use it. JPEGs are decoded at ≥ 224 px
+    in draft mode (a 600 px photo decodes at 300 px, ~40 % cheaper, and is cheaper to resize); the
+    graph was calibrated on pictures decoded the same way."""
 
     spec = INT8_IMAGE_SPEC
     draft_size = (224, 224)
@@ -460,6 +477,7 @@ class EfficientNetLite0Int8Encoder(EfficientNetLite0Encoder):
     def __init__(self, device: torch.device | None = None, graph_dir: Path | None = None):
         super().__init__(device)
         from core import config
+        from core.int8_check import cached_int8_check
 
         self.graph_path = Path(graph_dir or config.INT8_IMAGE_GRAPH_DIR) / "model.onnx"
         if not self.graph_path.exists():
@@ -473,16 +491,27 @@ class EfficientNetLite0Int8Encoder(EfficientNetLite0Encoder):
                                      f"or use {FP32_IMAGE_SPEC}") from exc
         self.id = f"image:{self.spec}:{_hash_files([self.graph_path])}"
         self._int8_runner = None
+        self.check = cached_int8_check(self)
+        if not self.check.passed:
+            # The head was trained on int8 features; fp32 ones are what the int8 graph approximates
+            # (a head fed either scores within 0.5 points on dev), kept apart in the feature store.
+            self.store_id = f"{self.id}:fp32-fallback"
+            self.notice = (f"{self.check.summary()}. Images run through the fp32 network instead: about "
+                           f"2x slower, and the head's published figures were measured with the int8 graph.")
 
     @property
     def runtime(self) -> str:
-        return "onnxruntime-int8"
+        return "onnxruntime-int8" if self.check.passed else "fp32 (int8 check failed on this CPU)"
 
-    def onnx_runner(self):
+    def int8_runner(self):
+        """The int8 graph's ONNX Runtime session (what the check compares with the fp32 network)."""
         if self._int8_runner is None:
             from core.onnx_export import OnnxRunner, session_threads
             self._int8_runner = OnnxRunner(self.graph_path, threads=session_threads())
         return self._int8_runner
+
+    def onnx_runner(self):
+        return self.int8_runner() if self.check.passed else super().onnx_runner()
 
 
 class HuggingFaceImageEncoder(ImageEncoder):
@@ -521,6 +550,15 @@ def load_image_encoder(spec: str = DEFAULT_IMAGE_SPEC, device: torch.device | No
         raise EncoderUnavailable(f"Unknown bundled image encoder '{spec}'. Available: {INT8_IMAGE_SPEC}, "
                                  f"{FP32_IMAGE_SPEC}")
     return HuggingFaceImageEncoder(spec, device)
+
+
+def encoder_status(encoder) -> dict:
+    """What an encoder serves on this machine, for reports: spec, id, runtime, the int8 check (for the
+    int8 image encoder: passed, cosines, summary) and a notice when it serves something else."""
+    check = getattr(encoder, "check", None)
+    return {"spec": encoder.describe(), "id": encoder.id, "runtime": encoder.runtime,
+            "int8_check": None if check is None else {**check.as_dict(), "summary": check.summary()},
+            "notice": encoder.notice}
 
 
 def known_specs() -> list[tuple[str, str]]:

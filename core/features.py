@@ -100,6 +100,6 @@ def cached_features(store: FeatureStore, encoder_id: str, dim: int, keys: Sequen
 def text_features(encoder, store: FeatureStore, texts: Sequence[str]) -> np.ndarray:
     """Text vectors through the store: identical texts are encoded once, ever."""
     keys = [content_key(t) for t in texts]
-    return cached_features(store, encoder.id, encoder.dim, keys,
+    return cached_features(store, encoder.feature_key, encoder.dim, keys,
                            lambda positions: encoder.encode([texts[i] for i in positions]))
 

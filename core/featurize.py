@@ -88,7 +88,7 @@ def _image_features(rows: Sequence, image_idx: list[int], image_encoder, store: 
     # inode): their key is known without reading them; if the store has it, nothing is read.
     remembered = {p: key for p, key in enumerate(map(_remembered_key, paths)) if key is not None}
     if remembered:
-        found = store.get_many(image_encoder.id, list(remembered.values()))
+        found = store.get_many(image_encoder.feature_key, list(remembered.values()))
         for p, key in remembered.items():
             if key in found:
                 vectors[p] = found[key]
@@ -116,7 +116,7 @@ def _image_features(rows: Sequence, image_idx: list[int], image_encoder, store: 
             decode_errors[q] = error
         return encoded
 
-    vectors[good] = cached_features(store, image_encoder.id, image_encoder.dim, good_keys, encode_missing,
+    vectors[good] = cached_features(store, image_encoder.feature_key, image_encoder.dim, good_keys, encode_missing,
                                     decode_errors)
     bad_by_key = {good_keys[q]: e for q, e in enumerate(decode_errors) if e}
     if bad_by_key:

@@ -150,7 +150,7 @@ class Predictor:
             pil = decoded if decoded is not None else self.image_encoder.decode(blob)
             return self.image_encoder.encode([pil])
 
-        return cached_features(self.store, self.image_encoder.id, self.image_encoder.dim, [key], encode_missing)
+        return cached_features(self.store, self.image_encoder.feature_key, self.image_encoder.dim, [key], encode_missing)
 
 
 def load_encoders_for_card(card: dict):

@@ -2,9 +2,13 @@
 by the same code path from a folder, and an unreachable hub name fails with a clear message."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 from PIL import Image
+
+from tests.conftest import MVSA, requires_mvsa
 
 from core.encoders import EncoderUnavailable, load_image_encoder, load_text_encoder
 
@@ -40,34 +44,101 @@ def test_encoder_ids_are_stable_and_name_the_weights(encoders):
     assert load_image_encoder("bundled:efficientnet-lite0").id.startswith("image:bundled:efficientnet-lite0:")
 
 
-def _drawn_photo(seed: int) -> Image.Image:
-    """Something photo-like: a colour gradient with a few shapes (a flat colour is not what the int8
-    ranges were calibrated on)."""
-    from PIL import ImageDraw
+def _cosines_int8_vs_fp32(int8, pictures):
+    """Each picture through the int8 graph and through the fp32 network, decoded as the int8 encoder
+    decodes (JPEG draft mode), row-wise cosine of the two."""
+    import torch
 
-    rng = np.random.default_rng(seed)
-    ramp = np.linspace(0, 1, 320)[None, :, None] * rng.uniform(0, 255, 3) + rng.uniform(0, 120, 3)
-    picture = Image.fromarray(np.clip(np.repeat(ramp, 240, axis=0), 0, 255).astype(np.uint8))
-    draw = ImageDraw.Draw(picture)
-    for _ in range(6):
-        x, y = rng.integers(0, 280), rng.integers(0, 200)
-        draw.ellipse((x, y, x + rng.integers(20, 90), y + rng.integers(20, 90)), fill=tuple(rng.integers(0, 255, 3)))
-    return picture
+    from core.int8_check import cosines
+
+    pixels = torch.stack([int8.preprocess(int8.decode(p.read_bytes())) for p in pictures])
+    with torch.inference_mode():
+        fp32 = int8.forward_features(pixels).numpy()
+    return cosines(int8.int8_runner().run(pixels=pixels), fp32), int8.encode_pixels(pixels), fp32
 
 
-def test_int8_default_image_encoder_tracks_the_fp32_network(encoders):
-    """The default runs the shipped int8 graph; each picture's int8 vector points the way the fp32
-    network's does, far closer to it than to any other picture's."""
+def test_int8_default_image_encoder_tracks_the_fp32_network_on_real_photos(encoders):
+    """The default runs the shipped int8 graph, and on real photographs (the shipped reference
+    photos: plain, brightened and captioned) each int8 vector points the way the fp32 network's
+    does, on CPUs with and without VNNI alike (7-bit weights cannot overflow the AVX2 kernel)."""
+    from core.int8_check import reference_pictures
+
     _, int8 = encoders
+    pictures = reference_pictures()
+    assert len(pictures) >= 8
+    cos, served, fp32 = _cosines_int8_vs_fp32(int8, pictures)
+    assert int8.check.passed and int8.runtime == "onnxruntime-int8"
+    assert np.median(cos) >= 0.95 and cos.min() >= 0.90, np.round(cos, 3)
+    # What the encoder serves is the int8 graph's output, and each picture is nearest its own.
+    a = served / np.linalg.norm(served, axis=1, keepdims=True)
+    b = fp32 / np.linalg.norm(fp32, axis=1, keepdims=True)
+    assert ((a @ b.T).argmax(axis=1) == np.arange(len(pictures))).all()
+
+
+@requires_mvsa()
+def test_int8_graph_tracks_the_fp32_network_on_mvsa_photos(encoders):
+    """The same on 40 real tweet photos (MVSA dev), the pictures users score."""
+    import pandas as pd
+
+    _, int8 = encoders
+    dev = pd.read_csv(MVSA / "dev.csv")
+    cos, _, _ = _cosines_int8_vs_fp32(int8, [MVSA / "images" / name for name in dev["image"][:40]])
+    assert np.median(cos) >= 0.95 and cos.min() >= 0.80, np.round(np.sort(cos)[:5], 3)
+
+
+def test_int8_check_runs_once_per_machine_and_is_remembered(mmsa_home, monkeypatch):
+    import json
+
+    import core.int8_check as int8_check
+    from core.encoders import EfficientNetLite0Int8Encoder
+
+    first = EfficientNetLite0Int8Encoder()
+    cache = json.loads((mmsa_home / "int8-check.json").read_text())
+    assert list(cache.values()) == [first.check.as_dict()] and first.check.passed
+    assert first.check.n_pictures == len(int8_check.reference_pictures())
+
+    def must_not_run(*_):
+        raise AssertionError("the check ran again on the same machine")
+
+    monkeypatch.setattr(int8_check, "run_int8_check", must_not_run)
+    assert EfficientNetLite0Int8Encoder().check == first.check
+
+
+def test_int8_check_fails_when_the_graph_drifts_from_fp32(encoders):
+    """A graph whose numbers drift (as 8-bit weights do on a CPU without VNNI) fails the check."""
+    from core.int8_check import run_int8_check
+
+    _, int8 = encoders
+
+    class Drifting:
+        def run(self, pixels):
+            honest = int8.int8_runner().run(pixels=pixels)
+            noise = np.random.default_rng(0).normal(size=honest.shape).astype(np.float32)
+            return honest + noise * np.linalg.norm(honest, axis=1, keepdims=True) / np.sqrt(honest.shape[1])
+
+    drifting = copy.copy(int8)
+    drifting.int8_runner = lambda: Drifting()
+    result = run_int8_check(drifting)
+    assert not result.passed and result.median_cosine < 0.95
+    assert "FAILED" in result.summary()
+
+
+def test_failed_int8_check_serves_the_fp32_network_and_says_so(mmsa_home, monkeypatch):
+    import core.int8_check as int8_check
+    from core.encoders import EfficientNetLite0Int8Encoder, encoder_status
+
+    monkeypatch.setattr(int8_check, "MIN_MEDIAN_COSINE", 1.01)  # no graph can pass: as on a drifting CPU
+    encoder = EfficientNetLite0Int8Encoder()
+    assert not encoder.check.passed
+    assert "fp32" in encoder.runtime and "int8 check failed" in encoder.notice.lower()
+    # Its vectors are the fp32 network's, filed apart from the int8 ones; the head still fits (same id).
+    assert encoder.feature_key != encoder.id and encoder.id.startswith("image:bundled:efficientnet-lite0-int8:")
     fp32 = load_image_encoder("bundled:efficientnet-lite0")
-    pictures = [_drawn_photo(seed) for seed in range(6)]
-    a, b = int8.encode(pictures), fp32.encode(pictures)
-    a /= np.linalg.norm(a, axis=1, keepdims=True)
-    b /= np.linalg.norm(b, axis=1, keepdims=True)
-    cosine = a @ b.T
-    assert int8.runtime == "onnxruntime-int8"
-    assert np.diag(cosine).min() > 0.9
-    assert (cosine.argmax(axis=1) == np.arange(len(pictures))).all()
+    pictures = [Image.open(p) for p in int8_check.reference_pictures()[:3]]
+    served, expected = encoder.encode(pictures), fp32.encode(pictures)
+    np.testing.assert_allclose(served, expected, atol=1e-3 * np.abs(expected).max())
+    status = encoder_status(encoder)
+    assert status["notice"] == encoder.notice and status["int8_check"]["passed"] is False
 
 
 def test_int8_image_encoder_without_its_graph_names_the_fp32_alternative(tmp_path):
