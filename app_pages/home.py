@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from core.machine import describe_machine
-from core.session import device_description, headline_metrics
+from core.session import device_description, headline_metrics, resplit_summary
 from app_pages.common import active_predictor, corrections, engine, head_label, pct
 
 st.title("Multimodal sentiment dashboard")
@@ -48,6 +48,14 @@ st.caption(
     + ("This is the shipped default." if card.get("builtin") else f"Derived from version {card.get('parent') or '—'}.")
 )
 
+for encoder in (eng.text_encoder, eng.image_encoder):
+    if encoder.notice:
+        st.warning(encoder.notice, icon=":material/warning:")
+check = getattr(eng.image_encoder, "check", None)
+if check is not None and check.passed:
+    st.caption(f"The int8 image graph was checked on this CPU: cosine to the fp32 network median "
+               f"{check.median_cosine:.3f} (min {check.min_cosine:.3f}) on {check.n_pictures} reference photos.")
+
 metrics = headline_metrics(card)
 if metrics:
     split = next(iter(metrics))
@@ -60,10 +68,22 @@ if metrics:
          "Weighted F1": pct(block[h].get("weighted_f1")) if block[h].get("weighted_f1") is not None else "–"}
         for h in ("text", "image", "fused") if h in block
     ])
+    resplit = resplit_summary(card) if split == "test" else None
+    if resplit:
+        # One split's figure says little on its own: the same recipe on random re-splits sits beside it.
+        for column in ("accuracy", "weighted_f1"):
+            name = "Accuracy" if column == "accuracy" else "Weighted F1"
+            table[f"{name}, {resplit['k']} re-splits"] = [
+                f"{100 * resplit['heads'][h][column]['mean']:.1f} ± {100 * resplit['heads'][h][column]['sd']:.1f} %"
+                for h in ("text", "image", "fused") if h in block]
     st.dataframe(table, hide_index=True, width="content")
     if split != "reference" and isinstance(card.get("machine"), dict):
         measured = str(card["machine"].get("measured_at") or "")[:10]
         st.caption(f"Measured on {describe_machine(card['machine'])}" + (f", {measured}" if measured else ""))
+    if resplit:
+        st.caption(f"Re-splits: the same recipe retrained on {resplit['k']} random splits of the "
+                   f"{resplit['pool']} pairs ({resplit['how']}), mean ± sd of each split's test score; measured on "
+                   f"{describe_machine(resplit['machine'])}, {resplit['measured_at'][:10]}.")
 else:
     st.info("This head version records no test metrics.")
 

@@ -76,6 +76,7 @@ def cmd_score(args) -> int:
 
 def cmd_eval(args) -> int:
     from core.batch import labelled_metrics, score_rows
+    from core.encoders import encoder_status
     from core.machine import describe_machine, machine_block
 
     predictor = _predictor(args.head)
@@ -85,7 +86,10 @@ def cmd_eval(args) -> int:
     metrics = labelled_metrics(result.frame) or {}
     report = {"n": int((result.frame["status"] != "error").sum()), "n_rows": len(rows),
               "row_errors": int((result.frame["status"] == "error").sum()),
-              "head_version": predictor.card.get("version"), **metrics, "machine": machine_block()}
+              "head_version": predictor.card.get("version"), **metrics,
+              "encoders": {kind: encoder_status(enc) for kind, enc in
+                           (("text", predictor.text_encoder), ("image", predictor.image_encoder))},
+              "machine": machine_block()}
     text = json.dumps(report, indent=2)
     if args.json:
         Path(args.json).write_text(text)
@@ -95,6 +99,11 @@ def cmd_eval(args) -> int:
             print(f"{head:>6}: n={m['n']}  accuracy {m['accuracy']:.4f}  weighted F1 {m['weighted_f1']:.4f}  "
                   f"macro F1 {m['macro_f1']:.4f}  ECE {m['ece']:.4f}")
     print(f"measured on: {describe_machine(report['machine'])}")
+    for status in report["encoders"].values():
+        if status.get("int8_check"):
+            print(f"image encoder: {status['int8_check']['summary']}")
+        if status.get("notice"):
+            print(f"warning: {status['notice']}", file=sys.stderr)
     return 0
 
 
@@ -165,6 +174,11 @@ def cmd_encoders(args) -> int:
         try:
             encoder = loader(spec)
             print(f"{kind:5}  {spec:32}  loads   {encoder.dim}-d  id {encoder.id}")
+            check = getattr(encoder, "check", None)
+            if check is not None:
+                print(f"{'':5}  {'':32}  {check.summary()}; runs as {encoder.runtime}")
+            if encoder.notice:
+                print(f"{'':5}  {'':32}  warning: {encoder.notice}")
         except EncoderUnavailable as exc:
             print(f"{kind:5}  {spec:32}  unavailable: {str(exc)[:160]}")
     return 0
@@ -203,6 +217,11 @@ def cmd_resplit(args) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     print(f"per split and summary: {args.json or Path(args.out) / 'resplit.json'}")
+    if args.attach:
+        from core.resplit import attach_to_card
+
+        attach_to_card(report, args.attach)
+        print(f"summary recorded in {Path(args.attach) / 'card.json'} (shown on Home beside the test figures)")
     return 0
 
 
@@ -292,6 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="plain text encoder, no LoRA adapter per split (seconds instead of minutes a split)")
     resplit.add_argument("--out", required=True, help="folder for each split's CSVs, adapter and head")
     resplit.add_argument("--json", default=None, help="also write the report here (always in --out/resplit.json)")
+    resplit.add_argument("--attach", default=None, metavar="HEAD_DIR",
+                         help="record the summary in this head version folder's card.json (e.g. assets/models/default)")
     resplit.set_defaults(run=cmd_resplit)
     return parser
 

@@ -206,8 +206,10 @@ def resplit_accuracy(csv_paths: Sequence[str | Path], images_dir: str | Path, ou
                                  log=log))
         if on_split:
             on_split(splits[-1])
+    from core.machine import machine_block
+
     report = {"protocol": protocol, "splits": splits, "summary": summarise(splits),
-              "seconds": round(time.time() - started, 1)}
+              "seconds": round(time.time() - started, 1), "machine": machine_block()}
     (out_dir / "resplit.json").write_text(json.dumps(report, indent=2))
     return report
 
@@ -271,3 +273,24 @@ def summarise(splits: Sequence[dict]) -> dict:
                 "max": max(values) if values else None,
             }
     return summary
+
+
+def attach_to_card(report: dict, head_dir: str | Path) -> dict:
+    """Record a re-split report's summary in a head version's ``card.json`` (key ``resplit``: seeds,
+    frozen, pool, summary, machine, measured_at), so the app shows it beside the head's fixed-split
+    test figures. Only the card changes (atomically); the weights and their hash stay. Returns the
+    block written."""
+    import os
+
+    card_path = Path(head_dir) / "card.json"
+    card = json.loads(card_path.read_text())
+    block = {"seeds": list(report["protocol"]["seeds"]), "frozen": bool(report["protocol"]["frozen"]),
+             "pool": int(report["protocol"]["pool"]), "summary": report["summary"],
+             "machine": report["machine"], "measured_at": report["machine"]["measured_at"],
+             "command": "python -m core.cli resplit --seeds " + " ".join(map(str, report["protocol"]["seeds"]))
+             + (" --frozen" if report["protocol"]["frozen"] else "")}
+    card["resplit"] = block
+    tmp = card_path.with_name("card.json.tmp")
+    tmp.write_text(json.dumps(card, indent=2))
+    os.replace(tmp, card_path)
+    return block

@@ -100,6 +100,22 @@ def load_engine(head_dir: Path | None = None, encoders: Callable[[dict], tuple] 
     return engine
 
 
+def resplit_summary(card: dict) -> dict | None:
+    """The recipe's re-split figures a card carries (``python -m core.cli resplit --attach``):
+    {k, pool, how, heads: {head: {accuracy, weighted_f1: {mean, sd}}}, machine, measured_at}, or None."""
+    block = card.get("resplit")
+    try:
+        heads = {head: {metric: {"mean": float(block["summary"][head][metric]["mean"]),
+                                 "sd": float(block["summary"][head][metric]["sd"] or 0.0)}
+                        for metric in ("accuracy", "weighted_f1")}
+                 for head in ("text", "image", "fused")}
+        return {"k": len(block["seeds"]), "pool": int(block["pool"]), "heads": heads,
+                "how": "frozen text encoder" if block.get("frozen") else "text adapter retrained per split",
+                "machine": dict(block["machine"]), "measured_at": str(block["measured_at"])}
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def headline_metrics(card: dict) -> dict[str, dict]:
     """{split: {head: {accuracy, weighted_f1}}} from a card: test, dev, then the reference numbers a
     corrected version records; empty when none are recorded."""

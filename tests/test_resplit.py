@@ -110,3 +110,34 @@ def test_an_unlabelled_or_too_small_pool_is_a_clear_error(tmp_path, encoders):
                          encoders=encoders)
     with pytest.raises(ValueError, match="seeds repeat"):
         resplit_accuracy([csv], images, tmp_path / "out", seeds=[1, 1], frozen=True, store=store, encoders=encoders)
+
+
+def test_attached_resplit_figures_sit_beside_the_test_figures_on_home(resplit_run, trained_head, tmp_path,
+                                                                      monkeypatch):
+    """``resplit --attach`` records the summary in a head's card; Home then shows the fixed-split test
+    score and the re-split mean ± sd side by side, with the machine they were measured on."""
+    import shutil
+
+    from core.resplit import attach_to_card
+    from tests.conftest import open_page, texts
+
+    head = tmp_path / "head"
+    shutil.copytree(trained_head, head)
+    card = json.loads((head / "card.json").read_text())
+    card["metrics"]["test"] = card["metrics"]["dev"]  # a head whose card records test figures
+    (head / "card.json").write_text(json.dumps(card))
+    weights_before = (head / "weights.safetensors").read_bytes()
+    block = attach_to_card(resplit_run["report"], head)
+    assert (head / "weights.safetensors").read_bytes() == weights_before
+    assert json.loads((head / "card.json").read_text())["resplit"] == block
+    assert block["seeds"] == list(SEEDS) and block["frozen"] and block["machine"]["cpu_model"]
+
+    monkeypatch.setenv("MMSA_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MMSA_HEAD_DIR", str(head))
+    monkeypatch.setenv("MMSA_MVSA_DIR", str(tmp_path / "no-mvsa-here"))
+    at = open_page("home")
+    table = at.dataframe[0].value
+    fused = table[table["Branch"].str.contains("usion|used", case=False)].iloc[0]
+    summary = resplit_run["report"]["summary"]["fused"]["accuracy"]
+    assert fused[f"Accuracy, {len(SEEDS)} re-splits"] == f"{100 * summary['mean']:.1f} ± {100 * summary['sd']:.1f} %"
+    assert f"{len(SEEDS)} random splits" in texts(at) and "frozen text encoder" in texts(at)
