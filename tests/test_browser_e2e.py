@@ -138,6 +138,23 @@ def _assert_clean(page, server) -> None:
     assert "Traceback" not in body, body
 
 
+# Every plotly chart on the page has drawn its figure (plotly sets _fullLayout when it has laid one
+# out) and its drawing spans its container again after the viewport changed size.
+_CHARTS_LAID_OUT = """() => {
+    const plots = [...document.querySelectorAll('.js-plotly-plot')];
+    return plots.every(plot => {
+        const svg = plot.querySelector('.main-svg');
+        if (!plot._fullLayout || !svg) return false;
+        return Math.abs(svg.getBoundingClientRect().width - plot.getBoundingClientRect().width) <= 2;
+    });
+}"""
+
+
+def _charts_laid_out(page, timeout_ms: int = STEP_MS) -> None:
+    _settle(page, timeout_ms)
+    page.wait_for_function(_CHARTS_LAID_OUT, timeout=timeout_ms)
+
+
 def _screenshot(page, folder: Path, name: str) -> Path:
     """A full-page shot: Streamlit scrolls inside its main container, so grow the viewport to fit it."""
     height = page.evaluate(
@@ -145,7 +162,7 @@ def _screenshot(page, folder: Path, name: str) -> Path:
         ".map(e => e.scrollHeight), document.body.scrollHeight)")
     width = page.viewport_size["width"]
     page.set_viewport_size({"width": width, "height": min(max(int(height) + 40, 900), 6000)})
-    page.wait_for_timeout(800)  # let plotly re-layout to the new size
+    _charts_laid_out(page)
     path = folder / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     shutil.copy(path, REVIEW_COPY / path.name)
