@@ -16,12 +16,19 @@ def png(colour) -> bytes:
 
 
 def test_home_shows_model_and_device(app_env):
+    import json
+
+    from core.registry import open_registry
+    from core.session import device_description
+
     at = open_page("home")
     assert not at.error
     labels = {m.label: m.value for m in at.metric}
-    assert labels["Text encoder"] == "bundled:minilm-l6-last3"
-    assert labels["Head version"]
-    assert "Device" in labels
+    card = json.loads((app_env["head"] / "card.json").read_text())
+    assert labels["Text encoder"] == card["text_encoder"]["spec"] == "bundled:minilm-l6-last3"
+    assert labels["Image encoder"] == card["image_encoder"]["spec"]
+    assert labels["Head version"] == open_registry().active_version()
+    assert labels["Device"] == device_description()
     assert "Multimodal sentiment dashboard" in texts(at)
 
 
