@@ -6,7 +6,7 @@ every page, analyses one typed text + uploaded Pillow-drawn PNG on *Explore a pa
 three-way probability chart, and takes a full-page screenshot of each page into tests/artifacts/
 (git-ignored) and /tmp/mmsa_screens/ for a person to look at.
 
-Skips with the reason when /usr/bin/chromium or Playwright is missing. See DESIGN.md, "Testing in a
+Skips with the reason when /usr/bin/chromium or Playwright is missing. See docs/architecture.md, "Testing in a
 real browser". Never run `playwright install` here.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "streamlit_app.py"
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "tests" / "artifacts"
-REVIEW_COPY = Path("/tmp/mmsa_screens")
+VIEWING_COPY = Path("/tmp/mmsa_screens")
 SHIPPED_HEAD = ROOT / "assets" / "models" / "default"
 BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync"]
@@ -120,8 +120,8 @@ def page(sync_playwright, server):
 @pytest.fixture(scope="module")
 def shots():
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    REVIEW_COPY.mkdir(parents=True, exist_ok=True)
-    print(f"\nscreenshots: {ARTIFACTS} (copied to {REVIEW_COPY})")
+    VIEWING_COPY.mkdir(parents=True, exist_ok=True)
+    print(f"\nscreenshots: {ARTIFACTS} (copied to {VIEWING_COPY})")
     return ARTIFACTS
 
 
@@ -165,7 +165,7 @@ def _screenshot(page, folder: Path, name: str) -> Path:
     _charts_laid_out(page)
     path = folder / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
-    shutil.copy(path, REVIEW_COPY / path.name)
+    shutil.copy(path, VIEWING_COPY / path.name)
     page.set_viewport_size({"width": width, "height": 900})
     return path
 

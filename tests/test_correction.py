@@ -1,6 +1,6 @@
 """A live correction fixes the pairs it is given without breaking the rest (core level, no browser).
 
-The figure the issue asks for: 20 labelled pairs that the active head gets wrong; after the
+The promised figure: 20 labelled pairs that the active head gets wrong; after the
 correction at least 18 of them are right, and the fused head's accuracy on held-out reference pairs
 drops by no more than 1 point. Here the head is the fixture trained on drawn pairs; the MVSA version
 of the same measurement runs when MVSA-Single and the shipped default head are present.

@@ -194,7 +194,7 @@ def test_cli_explain_prints_predictions_words_and_heatmap(negation_predictor, en
     version = tmp_path / "negation-head"
     card = {**negation_predictor.card, "labels": list(LABELS), "hidden": 32, "dropout": 0.3}
     write_version_folder(version, negation_predictor.heads.tensors(), card)
-    # The CLI builds the encoders the card names; hand it the ones this session already loaded.
+    # The CLI builds the encoders the card names; hand it the ones these tests already loaded.
     monkeypatch.setattr(core.predict, "load_encoders_for_card", lambda _card: encoders)
     image = tmp_path / "photo.jpg"
     image.write_bytes(_jpeg(_picture("negative", 7, size=(300, 200))))
