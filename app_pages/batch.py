@@ -7,17 +7,17 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from app_pages.common import active_predictor, corrections, duration, engine, pct, session_dir
 from core import charts, config
 from core.batch import PROBABILITY_COLUMNS, labelled_metrics, score_rows
 from core.batch_report import branch_confidences, branch_predictions, reliability_by_head, scored, wrong_rows
 from core.correction_set import items_from_rows
 from core.data import TableError, prepare_pairs, read_table, to_safe_csv_bytes
-from core.labels import LABELS
+from core.images import IMAGE_TYPES
+from core.labels import LABELS, head_label
 from core.paths import UnsafePathError
 from core.uploads import count_images, extract_images_zip, save_uploaded_files, server_folder
-from app_pages.common import active_predictor, corrections, duration, engine, head_label, pct, session_dir
 
-IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp"]
 NONE = "(none)"
 SOURCES = ["Upload a folder", "Upload image files", "Upload a zip", "A folder on the server", "No images"]
 
@@ -69,11 +69,11 @@ def _from_uploads(files, kind: str):
 
 try:
     if source == "Upload a folder":
-        files = st.file_uploader("Image folder", accept_multiple_files="directory", type=IMAGE_TYPES,
+        files = st.file_uploader("Image folder", accept_multiple_files="directory", type=list(IMAGE_TYPES),
                                  key="batch_images_dir")
         images_root = _from_uploads(files, "files") if files else None
     elif source == "Upload image files":
-        files = st.file_uploader("Image files", accept_multiple_files=True, type=IMAGE_TYPES, key="batch_images_files")
+        files = st.file_uploader("Image files", accept_multiple_files=True, type=list(IMAGE_TYPES), key="batch_images_files")
         images_root = _from_uploads(files, "files") if files else None
     elif source == "Upload a zip":
         archive = st.file_uploader("Zip of the images", type=["zip"], key="batch_images_zip")

@@ -88,7 +88,3 @@ def duration(seconds: float | None) -> str:
         return "…"
     seconds = int(round(seconds))
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
-
-
-def head_label(head: str) -> str:
-    return {"text": "Text only", "image": "Image only", "fused": "Fused"}.get(head, head)

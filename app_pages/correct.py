@@ -10,14 +10,16 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from app_pages.common import active_predictor, corrections, engine, pct, reference_set, session_dir
 from core.correction_charts import correction_curves
 from core.correction_set import corrected_card, items_from_rows, run_correction
 from core.data import TableError, prepare_pairs, read_table
+from core.images import IMAGE_TYPES
+from core.labels import head_label
 from core.paths import UnsafePathError
 from core.registry import RegistryError
 from core.training import CorrectionConfig, TrainingRefused
 from core.uploads import extract_images_zip, save_uploaded_files
-from app_pages.common import active_predictor, corrections, engine, head_label, pct, reference_set, session_dir
 
 st.title("Correct the model")
 st.caption("Collect pairs the model got wrong with their right labels, fine-tune the heads on them while "
@@ -47,7 +49,7 @@ with tab_set:
 with tab_upload:
     csv_file = st.file_uploader("Labelled CSV (columns text, image, label)", type=["csv", "txt"], key="correct_csv")
     images = st.file_uploader("Its images (files or one zip)", accept_multiple_files=True,
-                              type=["jpg", "jpeg", "png", "webp", "gif", "bmp", "zip"], key="correct_images")
+                              type=[*IMAGE_TYPES, "zip"], key="correct_images")
     if st.button("Add these pairs to the correction set", key="correct_add_upload", disabled=csv_file is None):
         try:
             table = read_table(csv_file.getvalue())

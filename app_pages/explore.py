@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app_pages.common import active_predictor, corrections, engine, pct
 from core import charts
 from core.correction_set import CorrectionItem
 from core.examples import example_pairs
-from core.images import ImageError, decode_image
-from core.labels import LABELS
-from app_pages.common import active_predictor, corrections, engine, head_label, pct
+from core.images import IMAGE_TYPES, ImageError, decode_image
+from core.labels import LABELS, head_label
 
 st.title("Explore a pair")
 st.caption("Type a text, upload a picture, or both. The model answers from the text alone, the image alone "
@@ -36,7 +36,7 @@ left, right = st.columns(2)
 with left:
     text = st.text_area("Text", key="explore_text", height=140, placeholder="e.g. What a gorgeous day at the beach!")
 with right:
-    upload = st.file_uploader("Image", type=["jpg", "jpeg", "png", "webp", "gif", "bmp"], key="explore_upload")
+    upload = st.file_uploader("Image", type=list(IMAGE_TYPES), key="explore_upload")
     image_name, image_bytes = None, None
     if upload is not None:
         image_name, image_bytes = upload.name, upload.getvalue()

@@ -4,9 +4,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from app_pages.common import active_predictor, corrections, engine, pct
+from core.labels import HEAD_NAMES, head_label
 from core.machine import describe_machine
 from core.session import device_description, headline_metrics, resplit_summary
-from app_pages.common import active_predictor, corrections, engine, head_label, pct
 
 st.title("Multimodal sentiment dashboard")
 st.markdown(
@@ -66,7 +67,7 @@ if metrics:
     table = pd.DataFrame([
         {"Branch": head_label(h), "Accuracy": pct(block[h].get("accuracy")),
          "Weighted F1": pct(block[h].get("weighted_f1")) if block[h].get("weighted_f1") is not None else "–"}
-        for h in ("text", "image", "fused") if h in block
+        for h in HEAD_NAMES if h in block
     ])
     resplit = resplit_summary(card) if split == "test" else None
     if resplit:
@@ -75,7 +76,7 @@ if metrics:
             name = "Accuracy" if column == "accuracy" else "Weighted F1"
             table[f"{name}, {resplit['k']} re-splits"] = [
                 f"{100 * resplit['heads'][h][column]['mean']:.1f} ± {100 * resplit['heads'][h][column]['sd']:.1f} %"
-                for h in ("text", "image", "fused") if h in block]
+                for h in HEAD_NAMES if h in block]
     st.dataframe(table, hide_index=True, width="content")
     if split != "reference" and isinstance(card.get("machine"), dict):
         measured = str(card["machine"].get("measured_at") or "")[:10]

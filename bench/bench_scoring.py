@@ -96,6 +96,7 @@ def bench_pairs(n: int, data: Path, make: bool, scratch: Path):
     """(prepared rows, label) of n pairs: MVSA dev then train rows (never test.csv: it is kept for the
     final accuracy figures, and a fallback head is trained on these pairs), else made pairs."""
     import pandas as pd
+
     from core.data import prepare_pairs
 
     if not make and (data / "dev.csv").exists():
@@ -209,6 +210,7 @@ def train_features(text_encoder, image_encoder):
 
 def _cached_mvsa(text_encoder, image_encoder):
     import pandas as pd
+
     from core.features import FeatureStore, content_key
     from core.labels import LABEL_TO_INDEX, normalise_label
     from core.training import FeatureSet

@@ -28,9 +28,10 @@ def main(seeds: int = 3) -> dict:
     from core.build_head import load_labelled_set
     from core.encoders import FP32_IMAGE_SPEC, INT8_IMAGE_SPEC, load_image_encoder
     from core.features import FeatureStore
+    from core.metrics import weighted_f1
     from core.predict import load_encoders_for_card
     from core.registry import read_version_folder
-    from core.training import TrainConfig, predict_logits, train_heads, weighted_f1
+    from core.training import TrainConfig, predict_logits, train_heads
 
     torch.set_num_threads(1)  # small heads: one thread is fastest, and kind to a shared machine
     data = config.mvsa_dir()

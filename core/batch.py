@@ -15,9 +15,8 @@ import numpy as np
 import pandas as pd
 
 from core.featurize import encode_pairs
+from core.labels import HEAD_NAMES, LABELS
 from core.threads import one_torch_thread
-from core.labels import LABELS
-from core.model import HEAD_NAMES
 
 PROBABILITY_COLUMNS = [f"p_{head}_{label}" for head in HEAD_NAMES for label in LABELS]
 

@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 
 from core.batch import head_probabilities
-from core.labels import LABEL_TO_INDEX, LABELS
+from core.labels import HEAD_NAMES, LABEL_TO_INDEX, LABELS
 from core.metrics import reliability_bins
-from core.model import HEAD_NAMES
+
 
 def scored(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame["status"] != "error"]

@@ -16,14 +16,13 @@ import numpy as np
 
 from core import config
 from core.calibration import apply_temperature, fit_temperature
-from core.conflict import conflict_flags, evaluate_conflict_flag
+from core.conflict import CONFLICT_THRESHOLD, conflict_flags, evaluate_conflict_flag
 from core.data import prepare_pairs, read_table
 from core.features import FeatureStore
 from core.featurize import EncodedPairs, encode_pairs
-from core.labels import LABEL_TO_INDEX, LABELS, LabelError, normalise_label
+from core.labels import HEAD_NAMES, LABEL_TO_INDEX, LABELS, LabelError, normalise_label
 from core.machine import machine_block
 from core.metrics import classification_metrics, expected_calibration_error
-from core.model import HEAD_NAMES
 from core.training import FeatureSet, TrainConfig, predict_logits, train_heads
 
 
@@ -83,7 +82,7 @@ def fit_temperatures(model, dev: FeatureSet) -> dict[str, float]:
 
 
 def evaluate(model, data: LabelledSet, temperatures: dict[str, float] | None = None,
-             conflict_threshold: float = 0.5) -> dict:
+             conflict_threshold: float = CONFLICT_THRESHOLD) -> dict:
     """Metrics of each head (calibrated when temperatures are given) plus, where the CSV has MVSA's
     per-modality labels, the fused head on real text/image conflicts and the conflict flag's quality."""
     features = data.features
@@ -161,7 +160,7 @@ def build_head(train_csv: Path, dev_csv: Path, images_dir: Path, out_dir: Path, 
         "members": train_config.members,
         "dropout": train_config.dropout,
         "temperatures": temperatures,
-        "conflict_threshold": 0.5,
+        "conflict_threshold": CONFLICT_THRESHOLD,
         "training": {
             "train_csv": Path(train_csv).name, "dev_csv": Path(dev_csv).name,
             "data_fingerprint": train.features.fingerprint(),

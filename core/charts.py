@@ -16,17 +16,12 @@ import plotly.graph_objects as go
 from PIL import Image
 from plotly.subplots import make_subplots
 
-from core.labels import LABELS
+from core.labels import HEAD_NAMES, LABELS, head_label
 
 CLASS_COLORS = {"negative": "#d62728", "neutral": "#8c8c8c", "positive": "#2ca02c"}
-HEAD_NAMES = {"text": "Text only", "image": "Image only", "fused": "Fused"}
 HEAD_COLORS = {"text": "#1f77b4", "image": "#ff7f0e", "fused": "#9467bd"}
 _FALLBACK_COLOR = "#17becf"
 _TEMPLATE = "plotly_white"
-
-
-def _head_name(head: str) -> str:
-    return HEAD_NAMES.get(head, head)
 
 
 def _head_color(head: str) -> str:
@@ -53,10 +48,10 @@ def probability_chart(probs_by_head: dict) -> go.Figure:
             continue
         probs = np.asarray(probs, dtype=float).reshape(-1)
         fig.add_bar(
-            name=_head_name(head), x=list(LABELS), y=probs.tolist(),
+            name=head_label(head), x=list(LABELS), y=probs.tolist(),
             marker_color=_head_color(head),
             text=[f"{p:.0%}" for p in probs], textposition="outside",
-            hovertemplate="%{x}: %{y:.1%}<extra>" + _head_name(head) + "</extra>",
+            hovertemplate="%{x}: %{y:.1%}<extra>" + head_label(head) + "</extra>",
         )
     fig.update_yaxes(title_text="probability", range=[0, 1.1], tickformat=".0%")
     fig.update_xaxes(title_text="sentiment")
@@ -74,9 +69,9 @@ def class_distribution_chart(predictions_by_head: dict) -> go.Figure:
         total = max(len(predictions), 1)
         y = [counts.get(label, 0) for label in LABELS]
         fig.add_bar(
-            name=_head_name(head), x=list(LABELS), y=y, marker_color=_head_color(head),
+            name=head_label(head), x=list(LABELS), y=y, marker_color=_head_color(head),
             text=[f"{c / total:.0%}" for c in y], textposition="outside",
-            hovertemplate="%{x}: %{y} rows (%{text})<extra>" + _head_name(head) + "</extra>",
+            hovertemplate="%{x}: %{y} rows (%{text})<extra>" + head_label(head) + "</extra>",
         )
     fig.update_yaxes(title_text="rows")
     fig.update_xaxes(title_text="predicted sentiment")
@@ -91,9 +86,9 @@ def confidence_histogram(confidences: dict) -> go.Figure:
         if values is None:
             continue
         fig.add_histogram(
-            name=_head_name(head), x=np.asarray(values, dtype=float).tolist(),
+            name=head_label(head), x=np.asarray(values, dtype=float).tolist(),
             xbins=dict(start=0.0, end=1.0, size=0.05), marker_color=_head_color(head), opacity=0.6,
-            hovertemplate="confidence %{x}: %{y} rows<extra>" + _head_name(head) + "</extra>",
+            hovertemplate="confidence %{x}: %{y} rows<extra>" + head_label(head) + "</extra>",
         )
     fig.update_xaxes(title_text="confidence (max probability)", range=[0, 1], tickformat=".0%")
     fig.update_yaxes(title_text="rows")
@@ -124,11 +119,11 @@ def reliability_diagram(bins_by_head: dict) -> go.Figure:
     for head in _ordered_heads(bins_by_head):
         bins = [b for b in (bins_by_head[head] or []) if b["count"]]  # empty bins have no point
         fig.add_scatter(
-            name=_head_name(head), mode="lines+markers",
+            name=head_label(head), mode="lines+markers",
             x=[b["confidence"] for b in bins], y=[b["accuracy"] for b in bins],
             customdata=[b["count"] for b in bins], line=dict(color=_head_color(head)),
             hovertemplate="confidence %{x:.0%}, accuracy %{y:.0%} (%{customdata} rows)<extra>"
-            + _head_name(head) + "</extra>",
+            + head_label(head) + "</extra>",
         )
     fig.update_xaxes(title_text="confidence", range=[0, 1], tickformat=".0%")
     fig.update_yaxes(title_text="accuracy", range=[0, 1], tickformat=".0%")

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from core.labels import HEAD_NAMES
 
 
 def _add_columns(parser: argparse.ArgumentParser, label_default: str | None) -> None:
@@ -47,10 +48,24 @@ def _read_rows(args, require_label: bool):
                          images_root=Path(args.images) if args.images else Path(args.csv).resolve().parent)
 
 
-def _progress(progress) -> None:
-    eta = "" if progress.eta_s is None else f", ETA {progress.eta_s:.0f}s"
-    print(f"\r{progress.done}/{progress.total} rows, {progress.errors} errors{eta}", end="", file=sys.stderr,
-          flush=True)
+class _ProgressBar:
+    """Scoring progress as a tqdm bar on stderr (rows, errors, rate, ETA); silent when stderr is not a
+    terminal, so logs and pipes get only the final summary line."""
+
+    def __init__(self):
+        self.bar = None
+
+    def __call__(self, progress) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=progress.total, unit="row", file=sys.stderr, disable=None, dynamic_ncols=True)
+        self.bar.set_postfix(errors=progress.errors, refresh=False)
+        self.bar.update(progress.done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def cmd_score(args) -> int:
@@ -60,8 +75,9 @@ def cmd_score(args) -> int:
     predictor = _predictor(args.head)
     rows = _read_rows(args, require_label=False)
     started = time.perf_counter()
-    result = score_rows(rows, predictor, on_progress=_progress)
-    print(file=sys.stderr)
+    progress = _ProgressBar()
+    result = score_rows(rows, predictor, on_progress=progress)
+    progress.close()
     Path(args.out).write_bytes(to_safe_csv_bytes(result.frame))
     seconds = time.perf_counter() - started
     n_errors = int((result.frame["status"] == "error").sum())
@@ -81,8 +97,9 @@ def cmd_eval(args) -> int:
 
     predictor = _predictor(args.head)
     rows = _read_rows(args, require_label=True)
-    result = score_rows(rows, predictor, on_progress=_progress)
-    print(file=sys.stderr)
+    progress = _ProgressBar()
+    result = score_rows(rows, predictor, on_progress=progress)
+    progress.close()
     metrics = labelled_metrics(result.frame) or {}
     report = {"n": int((result.frame["status"] != "error").sum()), "n_rows": len(rows),
               "row_errors": int((result.frame["status"] == "error").sum()),
@@ -93,7 +110,7 @@ def cmd_eval(args) -> int:
     text = json.dumps(report, indent=2)
     if args.json:
         Path(args.json).write_text(text)
-    for head in ("text", "image", "fused"):
+    for head in HEAD_NAMES:
         if head in metrics:
             m = metrics[head]
             print(f"{head:>6}: n={m['n']}  accuracy {m['accuracy']:.4f}  weighted F1 {m['weighted_f1']:.4f}  "
@@ -118,7 +135,7 @@ def cmd_train(args) -> int:
                       test_csv=Path(args.test) if args.test else None, train_config=train_config, note=args.note)
     for split in ("dev", "test"):
         if split in card["metrics"]:
-            for head in ("text", "image", "fused"):
+            for head in HEAD_NAMES:
                 m = card["metrics"][split][head]
                 print(f"{split} {head:>6}: accuracy {m['accuracy']:.4f}  weighted F1 {m['weighted_f1']:.4f}  "
                       f"ECE {m['ece']:.4f} (uncalibrated {m['ece_uncalibrated']:.4f})")
@@ -185,7 +202,6 @@ def cmd_encoders(args) -> int:
 
 
 def cmd_resplit(args) -> int:
-    from core.model import HEAD_NAMES
     from core.resplit import resplit_accuracy
 
     data = Path(args.data)

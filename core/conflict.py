@@ -4,7 +4,7 @@ Rule (applied per pair to the text-only and image-only head probabilities):
 
 * **conflict** — the text head and the image head predict *opposite polarities* (one says
   negative, the other positive), and each of them does so with confidence (its max
-  probability) >= ``threshold`` (default 0.5). Neutral on either side is never a conflict:
+  probability) >= ``threshold`` (``CONFLICT_THRESHOLD``, 0.5). Neutral on either side is never a conflict:
   "a neutral caption under an angry photo" is common and not a contradiction.
 * **disagree** — the softer signal: the two heads simply have different argmax classes.
 
@@ -18,6 +18,9 @@ import numpy as np
 
 from core.labels import LABEL_TO_INDEX
 
+# Each head must say its polarity with at least this probability: above the 1/3 of a guess and the
+# point where that polarity outweighs the other two classes together. Cards record the value used.
+CONFLICT_THRESHOLD = 0.5
 _NEGATIVE = LABEL_TO_INDEX["negative"]
 _POSITIVE = LABEL_TO_INDEX["positive"]
 
@@ -32,7 +35,7 @@ def disagree(text_probs, image_probs) -> np.ndarray:
     return _as_probs(text_probs).argmax(axis=1) != _as_probs(image_probs).argmax(axis=1)
 
 
-def conflict_flags(text_probs, image_probs, threshold: float = 0.5) -> np.ndarray:
+def conflict_flags(text_probs, image_probs, threshold: float = CONFLICT_THRESHOLD) -> np.ndarray:
     """True where text and image confidently predict opposite polarities (see module docstring)."""
     text_probs, image_probs = _as_probs(text_probs), _as_probs(image_probs)
     if text_probs.shape != image_probs.shape:

@@ -16,10 +16,10 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from core.calibration import apply_temperature
 from core.features import text_features
 from core.images import read_image_bytes
-from core.labels import LABEL_TO_INDEX, LABELS, normalise_label
-from core.model import HEAD_NAMES
+from core.labels import HEAD_NAMES, LABEL_TO_INDEX, LABELS, normalise_label
 from core.training import CorrectionConfig, FeatureSet, TrainingRefused, correct_heads, predict_logits
 
 
@@ -130,9 +130,7 @@ def head_accuracies(model, data: FeatureSet | None) -> dict[str, float]:
 
 def fused_predictions(model, data: FeatureSet) -> tuple[list[str], np.ndarray]:
     """(labels, confidence) of the fused head, softmax without temperature (argmax is the same)."""
-    logits = predict_logits(model, data)["fused"]
-    z = logits - logits.max(1, keepdims=True)
-    probs = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    probs = apply_temperature(predict_logits(model, data)["fused"], 1.0)
     return [LABELS[k] for k in probs.argmax(1)], probs.max(1)
 
 

@@ -414,16 +414,29 @@ class ImageEncoder:
         return out
 
 
+def _resized_and_offset(width: int, height: int, size: int) -> tuple[float, int, int, int, int]:
+    """The geometry of ``resize_and_center_crop``: (scale, resized width, resized height, crop left,
+    crop top)."""
+    scale = size / min(width, height)
+    new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
+    return scale, new_w, new_h, (new_w - size) // 2, (new_h - size) // 2
+
+
 def resize_and_center_crop(image: Image.Image, size: int) -> Image.Image:
     """Shorter side to ``size`` then a centred square crop: keeps the aspect ratio, loses only the
     edges of the long side."""
     image = image.convert("RGB")
-    width, height = image.size
-    scale = size / min(width, height)
-    new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
+    _, new_w, new_h, left, top = _resized_and_offset(*image.size, size)
     image = image.resize((new_w, new_h), Image.BILINEAR)
-    left, top = (new_w - size) // 2, (new_h - size) // 2
     return image.crop((left, top, left + size, top + size))
+
+
+def center_crop_box(width: int, height: int, size: int) -> tuple[int, int, int, int]:
+    """The part of a ``width`` × ``height`` picture that ``resize_and_center_crop(image, size)`` keeps,
+    in the picture's own pixel coordinates (left, top, right, bottom)."""
+    scale, _, _, left, top = _resized_and_offset(width, height, size)
+    box = (left / scale, top / scale, (left + size) / scale, (top + size) / scale)
+    return (max(0, round(box[0])), max(0, round(box[1])), min(width, round(box[2])), min(height, round(box[3])))
 
 
 class EfficientNetLite0Encoder(ImageEncoder):

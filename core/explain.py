@@ -33,7 +33,7 @@ import torch
 from PIL import Image
 
 from core.calibration import apply_temperature
-from core.encoders import EfficientNetLite0Encoder, EfficientNetLite0Int8Encoder
+from core.encoders import EfficientNetLite0Encoder, EfficientNetLite0Int8Encoder, center_crop_box
 from core.labels import LABELS
 
 TOKEN_SCORE_LEGEND = (
@@ -160,16 +160,6 @@ def token_attributions(predictor, words: list[str], image_vec: np.ndarray | None
 # --------------------------------------------------------------------------------------------
 # image
 # --------------------------------------------------------------------------------------------
-def _center_crop_box(width: int, height: int, size: int) -> tuple[int, int, int, int]:
-    """The part of the original picture that ``resize_and_center_crop(image, size)`` keeps, in
-    original pixel coordinates (left, top, right, bottom)."""
-    scale = size / min(width, height)
-    new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
-    left, top = (new_w - size) // 2, (new_h - size) // 2
-    box = (left / scale, top / scale, (left + size) / scale, (top + size) / scale)
-    return (max(0, round(box[0])), max(0, round(box[1])), min(width, round(box[2])), min(height, round(box[3])))
-
-
 def _log_odds(logits: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
     """log p(target) − log(1 − p(target)) per row, target = the row's predicted class by default.
 
@@ -210,7 +200,7 @@ def gradcam_heatmap(predictor, fmap: torch.Tensor, size: tuple[int, int], text_v
     heat_small = _normalise_heat(cam)
 
     width, height = size
-    left, top, right, bottom = _center_crop_box(width, height, predictor.image_encoder.image_size)
+    left, top, right, bottom = center_crop_box(width, height, predictor.image_encoder.image_size)
     heat = np.zeros((height, width), np.float32)
     heat[top:bottom, left:right] = _rescale(_resize_map(heat_small, right - left, bottom - top))
     probs = apply_temperature(logits.detach().numpy(), predictor.temperatures[head])[0]

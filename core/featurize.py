@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from core.features import FeatureStore, content_key, cached_features, text_features
+from core.features import FeatureStore, cached_features, content_key, text_features
 from core.images import decode_image, read_image_bytes
 
 IMAGE_BATCH = 16  # images per encoder call (measured in bench/bench_scoring.py; see the README)

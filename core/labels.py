@@ -32,3 +32,12 @@ def normalise_label(value: object) -> str:
     if key in _ALIASES:
         return _ALIASES[key]
     raise LabelError(f"unknown label {value!r}; accepted values: " + ", ".join(ACCEPTED_SPELLINGS))
+
+
+HEAD_NAMES = ("text", "image", "fused")  # the three heads, in the order every table and chart shows them
+HEAD_LABELS = {"text": "Text only", "image": "Image only", "fused": "Fused"}
+
+
+def head_label(head: str) -> str:
+    """How a head is named to users ("Text only", "Image only", "Fused")."""
+    return HEAD_LABELS.get(head, head)

@@ -13,6 +13,12 @@ from core.labels import LABELS
 _CLASS_INDICES = list(range(len(LABELS)))
 
 
+def weighted_f1(y_true, y_pred) -> float:
+    """F1 per class weighted by its support (scikit-learn, ``zero_division=0``), over the three labels."""
+    return float(f1_score(np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int), labels=_CLASS_INDICES,
+                          average="weighted", zero_division=0))
+
+
 def _as_arrays(y_true, probs) -> tuple[np.ndarray, np.ndarray]:
     y_true = np.asarray(y_true, dtype=int).reshape(-1)
     probs = np.asarray(probs, dtype=float)

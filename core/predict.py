@@ -17,11 +17,11 @@ from PIL import Image
 
 from core import config
 from core.calibration import apply_temperature
-from core.conflict import conflict_flags
+from core.conflict import CONFLICT_THRESHOLD, conflict_flags
 from core.encoders import load_image_encoder, load_text_encoder
-from core.features import FeatureStore, content_key, cached_features, text_features
-from core.labels import LABELS
-from core.model import HEAD_NAMES, HeadConfig, LateFusionHeads
+from core.features import FeatureStore, cached_features, content_key, text_features
+from core.labels import HEAD_NAMES, LABELS
+from core.model import HeadConfig, HeadShape, LateFusionHeads
 
 
 class HeadMismatch(ValueError):
@@ -41,9 +41,9 @@ class PairPrediction:
 
 
 def heads_from_card(tensors: dict[str, torch.Tensor], card: dict) -> LateFusionHeads:
+    shape = HeadShape.from_card(card)
     head = HeadConfig(text_dim=int(card["text_encoder"]["dim"]), image_dim=int(card["image_encoder"]["dim"]),
-                      hidden=int(card.get("hidden", 256)), dropout=float(card.get("dropout", 0.3)),
-                      members=int(card.get("members", 1)))
+                      hidden=shape.hidden, dropout=shape.dropout, members=shape.members)
     return LateFusionHeads.from_tensors(tensors, head)
 
 
@@ -68,7 +68,7 @@ class Predictor:
         self.card = card
         self.store = store if store is not None else FeatureStore(None)
         self.temperatures = {name: float((card.get("temperatures") or {}).get(name, 1.0)) for name in HEAD_NAMES}
-        self.conflict_threshold = float(card.get("conflict_threshold", 0.5))
+        self.conflict_threshold = float(card.get("conflict_threshold", CONFLICT_THRESHOLD))
 
     @classmethod
     def from_card(cls, tensors: dict[str, torch.Tensor], card: dict, store: FeatureStore | None = None,

@@ -56,8 +56,13 @@ def build_int8_image_graph(image_files: Sequence[Path], out_dir: Path, *, source
     quant_format "QDQ" | "QOperator", per_channel, weight_type "QInt8" | "QUInt8", reduce_range.
     Returns the card."""
     import onnxruntime
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from core.encoders import INT8_IMAGE_SPEC, EfficientNetLite0Encoder

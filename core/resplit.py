@@ -34,8 +34,7 @@ import pandas as pd
 
 from core import config
 from core.features import FeatureStore
-from core.labels import LABELS
-from core.model import HEAD_NAMES
+from core.labels import HEAD_NAMES, LABELS
 from core.training import MIN_TRAIN_PAIRS, TrainConfig
 
 REFERENCE_SIZES = (3611, 450, 450)  # MVSA-Single's train / dev / test

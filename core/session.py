@@ -23,6 +23,7 @@ import torch
 
 from core import config
 from core.features import FeatureStore
+from core.labels import HEAD_NAMES
 from core.predict import Predictor, heads_from_card, load_encoders_for_card
 from core.registry import CARD_FILE, HeadRegistry, RegistryError, open_registry
 
@@ -108,7 +109,7 @@ def resplit_summary(card: dict) -> dict | None:
         heads = {head: {metric: {"mean": float(block["summary"][head][metric]["mean"]),
                                  "sd": float(block["summary"][head][metric]["sd"] or 0.0)}
                         for metric in ("accuracy", "weighted_f1")}
-                 for head in ("text", "image", "fused")}
+                 for head in HEAD_NAMES}
         return {"k": len(block["seeds"]), "pool": int(block["pool"]), "heads": heads,
                 "how": "frozen text encoder" if block.get("frozen") else "text adapter retrained per split",
                 "machine": dict(block["machine"]), "measured_at": str(block["measured_at"])}
@@ -124,7 +125,7 @@ def headline_metrics(card: dict) -> dict[str, dict]:
     for split in ("test", "dev", "reference"):
         block = metrics.get(split) or {}
         heads = {head: {"accuracy": block[head].get("accuracy"), "weighted_f1": block[head].get("weighted_f1")}
-                 for head in ("text", "image", "fused") if isinstance(block.get(head), dict)}
+                 for head in HEAD_NAMES if isinstance(block.get(head), dict)}
         if heads:
             out[split] = {"n": block.get("n"), **heads}
     return out

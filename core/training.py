@@ -19,8 +19,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.labels import LABELS
-from core.model import HEAD_NAMES, HeadConfig, LateFusionHeads, member_logits
+from core.calibration import apply_temperature
+from core.labels import HEAD_NAMES, LABELS
+from core.metrics import weighted_f1
+from core.model import HeadConfig, HeadShape, LateFusionHeads, member_logits
 
 
 class TrainingRefused(ValueError):
@@ -55,13 +57,12 @@ class FeatureSet:
 
 @dataclass
 class TrainConfig:
-    # Five 32-unit MLPs averaged per head (core.model.MemberMLPs) and no class weighting: chosen by
-    # 5-fold cross-validation on MVSA train (README "How the recipe was chosen"): held-out fused
-    # accuracy 0.702 (one 256-unit MLP, sqrt weights) → 0.730; weighted F1 0.700 → 0.720. 32 units
-    # tied 48 and beat 64 in CV, and train the fastest (the benchmark's 10 s budget).
-    hidden: int = 32
-    members: int = 5
-    dropout: float = 0.5  # chosen on MVSA dev: 0.3 overfits by epoch 3, 0.5 is best, 0.6 no better
+    # The head shape (core.model.HeadShape: 5 × 32-unit MLPs, dropout 0.5) and no class weighting were
+    # chosen by 5-fold cross-validation on MVSA train: held-out fused accuracy 0.702 (one 256-unit
+    # MLP, sqrt weights) → 0.730; weighted F1 0.700 → 0.720 (docs/experiments.md).
+    hidden: int = HeadShape.hidden
+    members: int = HeadShape.members
+    dropout: float = HeadShape.dropout
     lr: float = 1e-3
     weight_decay: float = 1e-2
     batch_size: int = 128  # as good as 64 on MVSA dev and half the steps
@@ -157,18 +158,6 @@ def predict_logits(model: LateFusionHeads, data: FeatureSet, batch_size: int = 1
             parts[name].append(logits.numpy())
     return {name: np.concatenate(chunks) if chunks else np.zeros((0, len(LABELS)), np.float32)
             for name, chunks in parts.items()}
-
-
-def weighted_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = len(LABELS)) -> float:
-    """sklearn's ``f1_score(average="weighted", zero_division=0)`` in numpy (classes weighted by
-    their support; a class with no true and no predicted rows weighs 0 there and here)."""
-    y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
-    support = np.bincount(y_true, minlength=n_classes).astype(np.float64)
-    predicted = np.bincount(y_pred, minlength=n_classes).astype(np.float64)
-    tp = np.bincount(y_true[y_true == y_pred], minlength=n_classes).astype(np.float64)
-    denominator = support + predicted  # 2tp + fp + fn
-    f1 = np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
-    return float((f1 * support).sum() / support.sum()) if support.sum() else 0.0
 
 
 def _scores(logits: dict[str, np.ndarray], labels: np.ndarray, losses: dict[str, nn.Module]) -> dict[str, dict]:
@@ -374,7 +363,7 @@ def _correction_targets(base: LateFusionHeads, data: FeatureSet, n_corrections: 
     base_logits = predict_logits(base, data)
     targets = {}
     for name in HEAD_NAMES:
-        soft = torch.softmax(torch.as_tensor(base_logits[name]), dim=1)
+        soft = torch.as_tensor(apply_temperature(base_logits[name], 1.0), dtype=torch.float32)
         soft[:n_corrections] = onehot[:n_corrections]
         targets[name] = soft
     return targets

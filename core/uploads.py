@@ -7,9 +7,10 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 from typing import Iterable
 
+from core.images import IMAGE_TYPES
 from core.paths import UnsafePathError, extract_zip, folder_under_root, resolve_inside
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {f".{kind}" for kind in IMAGE_TYPES}
 
 
 def save_uploaded_files(files: Iterable[tuple[str, bytes]], target: Path) -> tuple[Path, list[str]]:
