@@ -7,16 +7,17 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from app import charts
+from app.batch_report import branch_confidences, branch_predictions, reliability_by_head, scored, wrong_rows
+from app.uploads import count_images, extract_images_zip, save_uploaded_files, server_folder
 from app_pages.common import active_predictor, corrections, duration, engine, pct, session_dir
-from core import charts, config
-from core.batch import PROBABILITY_COLUMNS, labelled_metrics, score_rows
-from core.batch_report import branch_confidences, branch_predictions, reliability_by_head, scored, wrong_rows
-from core.correction_set import items_from_rows
-from core.data import TableError, prepare_pairs, read_table, to_safe_csv_bytes
-from core.images import IMAGE_TYPES
-from core.labels import LABELS, head_label
-from core.paths import UnsafePathError
-from core.uploads import count_images, extract_images_zip, save_uploaded_files, server_folder
+from core import config
+from core.heads.correction_set import items_from_rows
+from core.io.images import IMAGE_TYPES
+from core.io.labels import LABELS, head_label
+from core.io.paths import UnsafePathError
+from core.io.tables import TableError, prepare_pairs, read_table, to_safe_csv_bytes
+from core.scoring.batch import PROBABILITY_COLUMNS, labelled_metrics, score_rows
 
 NONE = "(none)"
 SOURCES = ["Upload a folder", "Upload image files", "Upload a zip", "A folder on the server", "No images"]

@@ -10,15 +10,15 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import session
-from core.correction_set import CorrectionSet
+from app import session
 from core.encoders import EncoderUnavailable
+from core.heads.correction_set import CorrectionSet
 from core.registry import RegistryError
 
 
 @st.cache_resource(show_spinner="Loading the encoders (once per server process)…")
 def _encoders(text_spec: str, adapter: str | None, image_spec: str):
-    from core.predict import load_encoders_for_card
+    from core.scoring.predict import load_encoders_for_card
     return load_encoders_for_card({"text_encoder": {"spec": text_spec, "adapter": adapter},
                                    "image_encoder": {"spec": image_spec}})
 
@@ -54,12 +54,12 @@ def active_predictor(eng: session.Engine):
 
 @st.cache_resource(show_spinner="Encoding the reference set (first time only, about 20 s for MVSA dev)…")
 def _reference(source: str, text_id: str, image_id: str, _eng: session.Engine):
-    from core.examples import load_reference_set
+    from app.examples import load_reference_set
     return load_reference_set(_eng.text_encoder, _eng.image_encoder, _eng.store)
 
 
 def reference_set(eng: session.Engine):
-    from core.examples import reference_source
+    from app.examples import reference_source
     _, csv_path, _ = reference_source()
     return _reference(str(csv_path), eng.text_encoder.id, eng.image_encoder.id, eng)
 

@@ -10,16 +10,16 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from app.correction_charts import correction_curves
+from app.uploads import extract_images_zip, save_uploaded_files
 from app_pages.common import active_predictor, corrections, engine, pct, reference_set, session_dir
-from core.correction_charts import correction_curves
-from core.correction_set import corrected_card, items_from_rows, run_correction
-from core.data import TableError, prepare_pairs, read_table
-from core.images import IMAGE_TYPES
-from core.labels import head_label
-from core.paths import UnsafePathError
+from core.heads.correction_set import corrected_card, items_from_rows, run_correction
+from core.heads.training import CorrectionConfig, TrainingRefused
+from core.io.images import IMAGE_TYPES
+from core.io.labels import head_label
+from core.io.paths import UnsafePathError
+from core.io.tables import TableError, prepare_pairs, read_table
 from core.registry import RegistryError
-from core.training import CorrectionConfig, TrainingRefused
-from core.uploads import extract_images_zip, save_uploaded_files
 
 st.title("Correct the model")
 st.caption("Collect pairs the model got wrong with their right labels, fine-tune the heads on them while "

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app import charts
+from app.examples import example_pairs
 from app_pages.common import active_predictor, corrections, engine, pct
-from core import charts
-from core.correction_set import CorrectionItem
-from core.examples import example_pairs
-from core.images import IMAGE_TYPES, ImageError, decode_image
-from core.labels import LABELS, head_label
+from core.heads.correction_set import CorrectionItem
+from core.io.images import IMAGE_TYPES, ImageError, decode_image
+from core.io.labels import LABELS, head_label
 
 st.title("Explore a pair")
 st.caption("Type a text, upload a picture, or both. The model answers from the text alone, the image alone "
@@ -89,10 +89,10 @@ if result:
         st.warning(warning)
     st.plotly_chart(charts.probability_chart(p.probs), key="explore_chart")
 
-    # ----- explanation (core.explain, when present) -----
+    # ----- explanation (core.scoring.explain, when present) -----
     with st.expander("Explain: which words and which parts of the image mattered"):
         try:
-            from core.explain import explain_pair
+            from core.scoring.explain import explain_pair
         except ImportError:
             st.info("Explanations are not available in this installation.")
         else:

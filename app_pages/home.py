@@ -4,10 +4,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from app.session import device_description, headline_metrics, resplit_summary
 from app_pages.common import active_predictor, corrections, engine, pct
-from core.labels import HEAD_NAMES, head_label
+from core.io.labels import HEAD_NAMES, head_label
 from core.machine import describe_machine
-from core.session import device_description, headline_metrics, resplit_summary
 
 st.title("Multimodal sentiment dashboard")
 st.markdown(

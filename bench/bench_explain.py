@@ -53,9 +53,9 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    from core.explain import explain_pair
-    from core.features import FeatureStore
-    from core.predict import load_default_predictor
+    from core.features.store import FeatureStore
+    from core.scoring.explain import explain_pair
+    from core.scoring.predict import load_default_predictor
 
     predictor = load_default_predictor(store=FeatureStore(None), head_path=config.DEFAULT_HEAD_DIR)
     pairs = sample_pairs(args.n)

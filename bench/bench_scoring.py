@@ -10,12 +10,12 @@ EfficientNet-Lite0):
 - ``naive_pairs_per_s``   a plain per-pair loop with the PyTorch encoders: open the image with PIL
                           (full decode), preprocess, encode one text, encode one image, run the heads
                           (the faster of torch's default threads and one thread);
-- ``pairs_per_s``         ``core.batch.score_rows`` with a cold (empty) feature store;
+- ``pairs_per_s``         ``core.scoring.batch.score_rows`` with a cold (empty) feature store;
 - ``speedup``             pairs_per_s / naive_pairs_per_s;
 - ``cached_speedup``      cold pass time / time to score the same pairs again (warm store);
 - ``single_pair_ms_p50`` / ``_p95``  ``Predictor.predict_pair`` (the explorer's path), warm model, pairs
                           not in the store;
-- ``train_s``             ``core.training.train_heads`` for exactly 30 epochs on 3,611 cached pairs (MVSA
+- ``train_s``             ``core.heads.training.train_heads`` for exactly 30 epochs on 3,611 cached pairs (MVSA
                           train features from the user's feature store when all are there, else random
                           features of the right shape);
 - ``peak_rss_mb``         peak resident memory of this process.
@@ -48,8 +48,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from core import config  # noqa: E402
+from core.encoders.onnx import cpu_threads  # noqa: E402
 from core.machine import describe_machine, machine_block  # noqa: E402
-from core.onnx_export import cpu_threads  # noqa: E402
 
 KEYS = ("naive_pairs_per_s", "pairs_per_s", "speedup", "cached_speedup", "single_pair_ms_p50",
         "single_pair_ms_p95", "train_s", "peak_rss_mb")
@@ -97,7 +97,7 @@ def bench_pairs(n: int, data: Path, make: bool, scratch: Path):
     final accuracy figures, and a fallback head is trained on these pairs), else made pairs."""
     import pandas as pd
 
-    from core.data import prepare_pairs
+    from core.io.tables import prepare_pairs
 
     if not make and (data / "dev.csv").exists():
         frame = pd.concat([pd.read_csv(data / f"{split}.csv") for split in ("dev", "train")
@@ -117,11 +117,11 @@ def bench_pairs(n: int, data: Path, make: bool, scratch: Path):
 def load_encoders_and_heads(rows):
     """The real default pipeline: the shipped head (``config.DEFAULT_HEAD_DIR``) and the encoders its
     card names (MiniLM with the MVSA LoRA adapter merged, EfficientNet-Lite0), loaded the way
-    ``core.predict.load_default_predictor(head_path=DEFAULT_HEAD_DIR)`` loads them. Only when there is
+    ``core.scoring.predict.load_default_predictor(head_path=DEFAULT_HEAD_DIR)`` loads them. Only when there is
     no usable shipped head: the plain default encoders and a quick head trained on the bench pairs (in
     a throwaway store, so the timed passes below still start cold)."""
     from core.encoders import load_image_encoder, load_text_encoder
-    from core.predict import check_card_matches, heads_from_card, load_encoders_for_card
+    from core.scoring.predict import check_card_matches, heads_from_card, load_encoders_for_card
 
     if (config.DEFAULT_HEAD_DIR / "card.json").exists():
         from core.registry import read_version_folder
@@ -132,10 +132,10 @@ def load_encoders_and_heads(rows):
             return text_encoder, image_encoder, heads_from_card(tensors, card), card, "shipped default head"
         except Exception as exc:  # noqa: BLE001 - fall through to a quick head, and say why
             log(f"shipped head unusable here ({type(exc).__name__}: {exc}); training a quick one")
-    from core.features import FeatureStore
-    from core.featurize import encode_pairs
-    from core.labels import LABEL_TO_INDEX
-    from core.training import FeatureSet, TrainConfig, train_heads
+    from core.features.pipeline import encode_pairs
+    from core.features.store import FeatureStore
+    from core.heads.training import FeatureSet, TrainConfig, train_heads
+    from core.io.labels import LABEL_TO_INDEX
 
     text_encoder, image_encoder = load_text_encoder(), load_image_encoder()
     encoded = encode_pairs(rows, text_encoder, image_encoder, FeatureStore(None))
@@ -169,7 +169,7 @@ def naive_loop(rows, text_encoder, image_encoder, heads) -> float:
 
 
 def batch_pass(rows, predictor) -> float:
-    from core.batch import score_rows
+    from core.scoring.batch import score_rows
 
     started = time.perf_counter()
     result = score_rows(rows, predictor)
@@ -194,7 +194,7 @@ def single_pairs(rows, predictor, count: int) -> list[float]:
 def train_features(text_encoder, image_encoder):
     """3,611 training pairs + a dev set: MVSA's from the user's feature store if all are cached, else
     random features of the right shape (the timing depends on the shapes, not the values)."""
-    from core.training import FeatureSet
+    from core.heads.training import FeatureSet
 
     cached = _cached_mvsa(text_encoder, image_encoder)
     if cached is not None:
@@ -211,9 +211,9 @@ def train_features(text_encoder, image_encoder):
 def _cached_mvsa(text_encoder, image_encoder):
     import pandas as pd
 
-    from core.features import FeatureStore, content_key
-    from core.labels import LABEL_TO_INDEX, normalise_label
-    from core.training import FeatureSet
+    from core.features.store import FeatureStore, content_key
+    from core.heads.training import FeatureSet
+    from core.io.labels import LABEL_TO_INDEX, normalise_label
 
     folder, store_path = config.mvsa_dir(), config.feature_store_path()
     if not (folder / "train.csv").exists() or not store_path.exists():
@@ -245,7 +245,7 @@ def _cached_mvsa(text_encoder, image_encoder):
 
 
 def time_training(train, dev) -> float:
-    from core.training import TrainConfig, train_heads
+    from core.heads.training import TrainConfig, train_heads
 
     started = time.perf_counter()
     result = train_heads(train, dev, TrainConfig(max_epochs=TRAIN_EPOCHS, patience=10**6))
@@ -260,8 +260,8 @@ def peak_rss_mb() -> float:
 
 
 def run(args) -> dict:
-    from core.features import FeatureStore
-    from core.predict import Predictor
+    from core.features.store import FeatureStore
+    from core.scoring.predict import Predictor
 
     torch.set_num_threads(cpu_threads())
     log(f"machine: {cpu_threads()} CPU threads, torch {torch.__version__} ({torch.get_num_threads()} threads)")

@@ -25,12 +25,12 @@ if str(ROOT) not in sys.path:
 def main() -> dict:
     from bench.levers import _int8_text_runner
     from core import config
-    from core.build_head import load_labelled_set
-    from core.features import FeatureStore
-    from core.onnx_export import cache_folder, relative_error
-    from core.predict import check_card_matches, heads_from_card, load_encoders_for_card
+    from core.encoders.onnx import cache_folder, relative_error
+    from core.features.store import FeatureStore
+    from core.heads.recipe import load_labelled_set
+    from core.heads.training import FeatureSet, predict_logits
     from core.registry import read_version_folder
-    from core.training import FeatureSet, predict_logits
+    from core.scoring.predict import check_card_matches, heads_from_card, load_encoders_for_card
 
     torch.set_num_threads(1)  # small heads: one thread is fastest, and kind to a shared machine
     data = config.mvsa_dir()

@@ -25,13 +25,13 @@ if str(ROOT) not in sys.path:
 
 def main(seeds: int = 3) -> dict:
     from core import config
-    from core.build_head import load_labelled_set
     from core.encoders import FP32_IMAGE_SPEC, INT8_IMAGE_SPEC, load_image_encoder
-    from core.features import FeatureStore
-    from core.metrics import weighted_f1
-    from core.predict import load_encoders_for_card
+    from core.features.store import FeatureStore
+    from core.heads.recipe import load_labelled_set
+    from core.heads.training import TrainConfig, predict_logits, train_heads
     from core.registry import read_version_folder
-    from core.training import TrainConfig, predict_logits, train_heads
+    from core.scoring.metrics import weighted_f1
+    from core.scoring.predict import load_encoders_for_card
 
     torch.set_num_threads(1)  # small heads: one thread is fastest, and kind to a shared machine
     data = config.mvsa_dir()

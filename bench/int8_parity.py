@@ -2,9 +2,9 @@
 
     python bench/int8_parity.py [--n 64] [--variants shipped,full8,u8,per-tensor,qoperator] [--emulate-avx2]
 
-Builds each variant from the same 512 MVSA train calibration pictures (``core.quantize``; cached in
+Builds each variant from the same 512 MVSA train calibration pictures (``core.encoders.quantize``; cached in
 ``$MMSA_HOME/int8-variants/``), then measures, on ``n`` MVSA dev photos and on the shipped reference
-photos (``core.int8_check``), the cosine of each picture's int8 vector to the fp32 network's (median,
+photos (``core.encoders.int8_check``), the cosine of each picture's int8 vector to the fp32 network's (median,
 min) and the int8 graph's time per image (batch 16, best of 4 rounds, this machine's cores).
 
 CPUs differ: without VNNI, ONNX Runtime's u8 × s8 kernel saturates 16-bit pair sums, so a graph can
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-VARIANTS = {  # name → options for core.quantize.build_int8_image_graph (missing keys: the shipped ones)
+VARIANTS = {  # name → options for core.encoders.quantize.build_int8_image_graph (missing keys: the shipped ones)
     "shipped": {},
     "full8": {"reduce_range": False},
     "u8": {"reduce_range": False, "weight_type": "QUInt8"},
@@ -83,8 +83,8 @@ def prepare(work: Path, names: list[str], n: int) -> None:
 
     from core import config
     from core.encoders import EfficientNetLite0Encoder
-    from core.int8_check import reference_pictures
-    from core.quantize import build_int8_image_graph, calibration_files, calibration_pixels
+    from core.encoders.int8_check import reference_pictures
+    from core.encoders.quantize import build_int8_image_graph, calibration_files, calibration_pixels
 
     data = config.mvsa_dir()
     if not (data / "dev.csv").exists():

@@ -28,10 +28,10 @@ def _rate(fn, n: int, repeats: int = 3) -> float:
 def run_levers(rows, text_encoder, image_encoder, heads, card, log) -> dict:
     from PIL import Image
 
-    from core.features import FeatureStore
-    from core.featurize import encode_pairs
-    from core.images import decode_image
-    from core.onnx_export import OnnxRunner, cache_folder
+    from core.encoders.onnx import OnnxRunner, cache_folder
+    from core.features.pipeline import encode_pairs
+    from core.features.store import FeatureStore
+    from core.io.images import decode_image
 
     rows = rows[:SUBSET]
     n = len(rows)
@@ -148,7 +148,7 @@ def _int8_text_runner(text_encoder, cache_folder):
     try:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        from core.onnx_export import OnnxRunner
+        from core.encoders.onnx import OnnxRunner
 
         source = cache_folder(text_encoder.id, "text") / "model.onnx"
         target = source.with_name("model.int8.onnx")

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from core.labels import HEAD_NAMES
+from core.io.labels import HEAD_NAMES
 
 
 def _add_columns(parser: argparse.ArgumentParser, label_default: str | None) -> None:
@@ -27,7 +27,7 @@ def _add_columns(parser: argparse.ArgumentParser, label_default: str | None) -> 
 
 
 def _predictor(head: str | None):
-    from core.predict import load_default_predictor
+    from core.scoring.predict import load_default_predictor
 
     if head and Path(head).is_dir():
         return load_default_predictor(head_path=head)
@@ -35,7 +35,7 @@ def _predictor(head: str | None):
 
 
 def _read_rows(args, require_label: bool):
-    from core.data import prepare_pairs, read_table
+    from core.io.tables import prepare_pairs, read_table
 
     frame = read_table(Path(args.csv))
     label_column = args.label_column if args.label_column in frame.columns else None
@@ -69,8 +69,8 @@ class _ProgressBar:
 
 
 def cmd_score(args) -> int:
-    from core.batch import score_rows
-    from core.data import to_safe_csv_bytes
+    from core.io.tables import to_safe_csv_bytes
+    from core.scoring.batch import score_rows
 
     predictor = _predictor(args.head)
     rows = _read_rows(args, require_label=False)
@@ -91,9 +91,9 @@ def cmd_score(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from core.batch import labelled_metrics, score_rows
     from core.encoders import encoder_status
     from core.machine import describe_machine, machine_block
+    from core.scoring.batch import labelled_metrics, score_rows
 
     predictor = _predictor(args.head)
     rows = _read_rows(args, require_label=True)
@@ -125,8 +125,8 @@ def cmd_eval(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from core.build_head import build_head
-    from core.training import TrainConfig
+    from core.heads.recipe import build_head
+    from core.heads.training import TrainConfig
 
     train_config = TrainConfig(hidden=args.hidden, members=args.members, dropout=args.dropout, max_epochs=args.epochs, seed=args.seed,
                                class_weighting=args.class_weighting, branch_labels=args.branch_labels)
@@ -143,9 +143,9 @@ def cmd_train(args) -> int:
 
 
 def cmd_finetune_text(args) -> int:
-    from core.data import read_table
-    from core.finetune import FinetuneConfig, finetune_text_encoder
-    from core.labels import LABEL_TO_INDEX, normalise_label
+    from core.encoders.finetune import FinetuneConfig, finetune_text_encoder
+    from core.io.labels import LABEL_TO_INDEX, normalise_label
+    from core.io.tables import read_table
 
     def texts_and_labels(path):
         frame = read_table(Path(path))
@@ -165,7 +165,7 @@ def cmd_finetune_text(args) -> int:
 
 
 def cmd_explain(args) -> int:
-    from core.explain import explain_pair, format_explanation
+    from core.scoring.explain import explain_pair, format_explanation
 
     predictor = _predictor(args.head)
     image = Path(args.image).read_bytes() if args.image else None
@@ -175,7 +175,7 @@ def cmd_explain(args) -> int:
 
 
 def cmd_quantize_image(args) -> int:
-    from core.quantize import build_int8_image_graph, calibration_files
+    from core.encoders.quantize import build_int8_image_graph, calibration_files
 
     files = calibration_files(Path(args.csv), Path(args.images), n=args.n)
     card = build_int8_image_graph(files, Path(args.out), source=f"first {len(files)} pictures of {Path(args.csv).name}")
@@ -202,7 +202,7 @@ def cmd_encoders(args) -> int:
 
 
 def cmd_resplit(args) -> int:
-    from core.resplit import resplit_accuracy
+    from core.heads.resplit import resplit_accuracy
 
     data = Path(args.data)
     csvs = [Path(p) for p in args.csv] if args.csv else [data / f"{name}.csv" for name in ("train", "dev", "test")]
@@ -234,7 +234,7 @@ def cmd_resplit(args) -> int:
         Path(args.json).write_text(json.dumps(report, indent=2))
     print(f"per split and summary: {args.json or Path(args.out) / 'resplit.json'}")
     if args.attach:
-        from core.resplit import attach_to_card
+        from core.heads.resplit import attach_to_card
 
         attach_to_card(report, args.attach)
         print(f"summary recorded in {Path(args.attach) / 'card.json'} (shown on Home beside the test figures)")
@@ -243,7 +243,7 @@ def cmd_resplit(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from core.encoders import DEFAULT_IMAGE_SPEC, DEFAULT_TEXT_SPEC, MINILM_SPEC
-    from core.training import TrainConfig
+    from core.heads.training import TrainConfig
 
     parser = argparse.ArgumentParser(prog="python -m core.cli", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -16,7 +16,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ASSETS = REPO_ROOT / "assets"
 DEFAULT_HEAD_DIR = ASSETS / "models" / "default"
-INT8_IMAGE_GRAPH_DIR = ASSETS / "models" / "efficientnet-lite0-int8"  # core.quantize writes it
+INT8_IMAGE_GRAPH_DIR = ASSETS / "models" / "efficientnet-lite0-int8"  # core.encoders.quantize writes it
 EXAMPLES_DIR = ASSETS / "examples"
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import zlib
 import tempfile
+import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -80,9 +80,9 @@ def pair_sets(tmp_path_factory):
 @pytest.fixture(scope="session")
 def trained_head(tmp_path_factory, encoders, pair_sets):
     """A head version folder trained on the drawn pairs with the real bundled encoders."""
-    from core.build_head import build_head
-    from core.features import FeatureStore
-    from core.training import TrainConfig
+    from core.features.store import FeatureStore
+    from core.heads.recipe import build_head
+    from core.heads.training import TrainConfig
 
     out = tmp_path_factory.mktemp("head") / "version"
     store = FeatureStore(tmp_path_factory.mktemp("store") / "features.sqlite")
@@ -210,7 +210,7 @@ class FakeImageEncoder:
         return "fake-image"
 
     def decode(self, data: bytes):
-        from core.images import decode_image
+        from core.io.images import decode_image
         return decode_image(data)
 
     def encode(self, images):
@@ -227,7 +227,7 @@ class FakeImageEncoder:
 
 
 def fake_card(text_encoder=None, image_encoder=None, **extra) -> dict:
-    from core.labels import LABELS
+    from core.io.labels import LABELS
 
     text_encoder = text_encoder or FakeTextEncoder()
     image_encoder = image_encoder or FakeImageEncoder()
@@ -240,15 +240,15 @@ def fake_card(text_encoder=None, image_encoder=None, **extra) -> dict:
 def fake_heads(seed: int = 0, text_dim: int = TEXT_DIM, image_dim: int = IMAGE_DIM):
     import torch
 
-    from core.model import HeadConfig, LateFusionHeads
+    from core.heads.model import HeadConfig, LateFusionHeads
 
     torch.manual_seed(seed)
     return LateFusionHeads(HeadConfig(text_dim, image_dim, HIDDEN, 0.1)).eval()
 
 
 def fake_predictor(text_encoder=None, image_encoder=None, store=None, seed: int = 0):
-    from core.features import FeatureStore
-    from core.predict import Predictor
+    from core.features.store import FeatureStore
+    from core.scoring.predict import Predictor
 
     text_encoder = text_encoder or FakeTextEncoder()
     image_encoder = image_encoder or FakeImageEncoder()
@@ -258,8 +258,8 @@ def fake_predictor(text_encoder=None, image_encoder=None, store=None, seed: int 
 
 def synthetic_set(n: int, seed: int, labels=None):
     """Features whose first dimensions carry the label, so a head can learn something in a few epochs."""
-    from core.labels import LABELS
-    from core.training import FeatureSet
+    from core.heads.training import FeatureSet
+    from core.io.labels import LABELS
 
     rng = np.random.default_rng(seed)
     labels = np.asarray(labels if labels is not None else rng.integers(0, len(LABELS), n), dtype=np.int64)
@@ -273,7 +273,7 @@ def synthetic_set(n: int, seed: int, labels=None):
 @pytest.fixture(scope="module")
 def table(tmp_path_factory):
     """Ten pairs with distinct texts and pictures, one of them naming a missing image (a bad row)."""
-    from core.data import prepare_pairs
+    from core.io.tables import prepare_pairs
 
     folder = tmp_path_factory.mktemp("table")
     moods = ["positive", "negative", "neutral"]
@@ -292,10 +292,10 @@ def table(tmp_path_factory):
 def serve_v1(tmp_path, store):
     """(registry, engine, v1): a registry with a shipped default and an activated version v1 trained
     on synthetic features, served by an Engine over the fake encoders."""
-    from core.batch import one_torch_thread
+    from app.session import Engine
+    from core.heads.training import TrainConfig, train_heads
     from core.registry import HeadRegistry, write_version_folder
-    from core.session import Engine
-    from core.training import TrainConfig, train_heads
+    from core.scoring.batch import one_torch_thread
 
     with one_torch_thread():
         trained = train_heads(synthetic_set(60, 1), synthetic_set(30, 2),

@@ -16,7 +16,7 @@ def scored_rows_table(at) -> pd.DataFrame:
 def test_score_a_csv_with_images_and_a_bad_row(app_env, tmp_path, monkeypatch):
     import streamlit as st
 
-    from core.data import to_safe_csv_bytes
+    from core.io.tables import to_safe_csv_bytes
 
     csv = make_pair_set(tmp_path, n_per_class=2, seed=11)
     frame = pd.read_csv(csv)
@@ -105,11 +105,11 @@ def test_server_folder_outside_the_data_root_is_refused(app_env, tmp_path):
 
 
 def test_a_run_that_breaks_midway_keeps_its_rows_and_resumes(app_env, tmp_path, monkeypatch):
-    import core.batch
+    import core.scoring.batch
 
     csv = make_pair_set(tmp_path, n_per_class=30, seed=13)  # 90 rows: two chunks of 64
     images = sorted((tmp_path / "images").iterdir())
-    real_chunk, calls = core.batch.score_chunk, []
+    real_chunk, calls = core.scoring.batch.score_chunk, []
 
     def breaks_once_on_the_second_chunk(rows, predictor):
         calls.append(len(rows))
@@ -117,7 +117,7 @@ def test_a_run_that_breaks_midway_keeps_its_rows_and_resumes(app_env, tmp_path, 
             raise MemoryError("the machine ran out of memory")
         return real_chunk(rows, predictor)
 
-    monkeypatch.setattr(core.batch, "score_chunk", breaks_once_on_the_second_chunk)
+    monkeypatch.setattr(core.scoring.batch, "score_chunk", breaks_once_on_the_second_chunk)
     at = open_page("batch")
     at.file_uploader(key="batch_csv").set_value(("pairs.csv", csv.read_bytes(), "text/csv")).run()
     at.radio(key="batch_image_source").set_value("Upload image files").run()

@@ -5,8 +5,9 @@ import io
 
 from PIL import Image
 
+from core.io.labels import LABELS
+
 from .conftest import button, open_page, texts
-from core.labels import LABELS
 
 
 def png(colour) -> bytes:
@@ -18,8 +19,8 @@ def png(colour) -> bytes:
 def test_home_shows_model_and_device(app_env):
     import json
 
+    from app.session import device_description
     from core.registry import open_registry
-    from core.session import device_description
 
     at = open_page("home")
     assert not at.error

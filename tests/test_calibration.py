@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from core.calibration import apply_temperature, fit_temperature
-from core.metrics import expected_calibration_error
+from core.heads.calibration import apply_temperature, fit_temperature
+from core.scoring.metrics import expected_calibration_error
 
 
 def nll(probs, y):

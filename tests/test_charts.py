@@ -4,7 +4,7 @@ import plotly.graph_objects as go
 import pytest
 from PIL import Image
 
-from core.charts import (
+from app.charts import (
     CLASS_COLORS,
     HEAD_COLORS,
     TOKEN_ATTRIBUTION_LEGEND,
@@ -17,8 +17,8 @@ from core.charts import (
     token_attribution_html,
     training_curves,
 )
-from core.labels import LABELS
-from core.metrics import reliability_bins
+from core.io.labels import LABELS
+from core.scoring.metrics import reliability_bins
 
 
 def test_probability_chart_has_one_bar_group_per_available_head():

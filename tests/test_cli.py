@@ -34,7 +34,7 @@ def images_of(csv):
 
 def test_score_writes_three_probability_sets_and_row_errors_then_rescoring_encodes_nothing(
         scoring_csv, trained_head, tmp_path, monkeypatch, capsys):
-    from core import predict
+    from core.scoring import predict
 
     loaded = []
     original = predict.load_default_predictor
@@ -118,7 +118,7 @@ def test_encoders_lists_bundled_specs_as_loading(capsys):
 
 
 def test_the_cli_serves_the_same_head_as_the_app_when_mmsa_head_dir_is_set(trained_head, monkeypatch):
-    from core.predict import load_default_predictor
+    from core.scoring.predict import load_default_predictor
 
     monkeypatch.setenv("MMSA_HEAD_DIR", str(trained_head))
     served = load_default_predictor()

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from core.conflict import conflict_flags, disagree, evaluate_conflict_flag
+from core.scoring.conflict import conflict_flags, disagree, evaluate_conflict_flag
 
 NEG, NEU, POS = [0.8, 0.15, 0.05], [0.1, 0.8, 0.1], [0.05, 0.15, 0.8]
 UNSURE_POS = [0.3, 0.3, 0.4]  # argmax positive, but only 40 % sure

@@ -15,11 +15,18 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from core.heads.correction_set import (
+    CorrectionItem,
+    CorrectionSet,
+    corrected_card,
+    features_for,
+    items_from_rows,
+    run_correction,
+)
+from core.heads.training import CorrectionConfig, TrainingRefused
+from core.io.tables import prepare_pairs, read_table
+
 from .conftest import MVSA, make_pair_set
-from core.correction_set import (CorrectionItem, CorrectionSet, corrected_card, features_for, items_from_rows,
-                                 run_correction)
-from core.data import prepare_pairs, read_table
-from core.training import CorrectionConfig, TrainingRefused
 
 # Praise in slang that borrows negative words: a head trained on ordinary wording reads these as
 # complaints, and a user whose posts talk like this corrects them to positive.
@@ -44,9 +51,9 @@ def striped_image(seed: int) -> bytes:
 
 @pytest.fixture(scope="module")
 def predictor(trained_head, encoders):
-    from core.features import FeatureStore
-    from core.predict import Predictor
+    from core.features.store import FeatureStore
     from core.registry import read_version_folder
+    from core.scoring.predict import Predictor
 
     tensors, card = read_version_folder(trained_head)
     return Predictor.from_card(tensors, card, FeatureStore(None), encoders=encoders)
@@ -56,8 +63,8 @@ def predictor(trained_head, encoders):
 def reference(tmp_path_factory, predictor, pair_sets):
     """(replay, check): replay = the head's training pairs plus 60 more drawn ones; check = 150 fresh
     drawn pairs held out (one pair is 0.67 points, so the 1-point bar allows at most one more error)."""
-    from core.build_head import load_labelled_set
-    from core.training import concat_sets
+    from core.heads.recipe import load_labelled_set
+    from core.heads.training import concat_sets
 
     replay_csv = make_pair_set(tmp_path_factory.mktemp("replay"), n_per_class=20, seed=8)
     check_csv = make_pair_set(tmp_path_factory.mktemp("reference"), n_per_class=50, seed=7)
@@ -114,14 +121,14 @@ def test_correction_fixes_twenty_wrong_pairs_and_keeps_the_reference(predictor, 
 
 
 def fused_labels(model, data) -> list[str]:
-    from core.labels import LABELS
-    from core.training import predict_logits
+    from core.heads.training import predict_logits
+    from core.io.labels import LABELS
 
     return [LABELS[k] for k in predict_logits(model, data)["fused"].argmax(1)]
 
 
 def fused_accuracy(model, data) -> float:
-    from core.training import predict_logits
+    from core.heads.training import predict_logits
 
     return float((predict_logits(model, data)["fused"].argmax(1) == data.labels).mean())
 
@@ -169,11 +176,11 @@ def test_correction_on_mvsa_with_the_default_head(capsys):
     """The README figure: 20 MVSA dev pairs the shipped head gets wrong, replaying train pairs; the
     reference is the rest of dev. Opt-in because it encodes ~4,000 pairs the first time:
     ``MMSA_FIGURE_STORE=~/.cache/mmsa/features.sqlite pytest -q tests/test_correction.py -s``."""
-    from core.build_head import load_labelled_set
-    from core.features import FeatureStore
-    from core.predict import Predictor
+    from core.features.store import FeatureStore
+    from core.heads.recipe import load_labelled_set
+    from core.heads.training import correct_heads, predict_logits
     from core.registry import read_version_folder
-    from core.training import correct_heads, predict_logits
+    from core.scoring.predict import Predictor
 
     tensors, card = read_version_folder(DEFAULT_HEAD)
     store = FeatureStore(Path(FIGURE_STORE).expanduser())
@@ -200,9 +207,9 @@ def test_correction_on_mvsa_with_the_default_head(capsys):
 def test_replayed_pairs_are_held_to_what_the_head_said_and_corrections_to_the_user(predictor, reference):
     """The correction keeps the head saying what it said on the replayed pairs (its own probabilities,
     not their labels, which a head that fits its training pairs barely feels), and learns the user's label."""
-    from core.calibration import apply_temperature
-    from core.labels import LABELS
-    from core.training import _correction_targets, concat_sets, predict_logits
+    from core.heads.calibration import apply_temperature
+    from core.heads.training import _correction_targets, concat_sets, predict_logits
+    from core.io.labels import LABELS
 
     replay, _ = reference
     corrections = features_for(wrong_corrections(predictor, n=3), predictor)

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.data import (
+from core.io.labels import ACCEPTED_SPELLINGS, LABELS, LabelError, normalise_label
+from core.io.tables import (
     MAX_TEXT_CHARS,
     PairRow,
     TableError,
@@ -18,7 +19,6 @@ from core.data import (
     read_table,
     to_safe_csv_bytes,
 )
-from core.labels import ACCEPTED_SPELLINGS, LABELS, LabelError, normalise_label
 
 
 @pytest.fixture

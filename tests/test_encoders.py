@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import MVSA, requires_mvsa
-
 from core.encoders import EncoderUnavailable, load_image_encoder, load_text_encoder
+from tests.conftest import MVSA, requires_mvsa
 
 
 def test_bundled_text_encoder_gives_its_last_three_layers_mean_pooled(encoders):
@@ -49,7 +48,7 @@ def _cosines_int8_vs_fp32(int8, pictures):
     decodes (JPEG draft mode), row-wise cosine of the two."""
     import torch
 
-    from core.int8_check import cosines
+    from core.encoders.int8_check import cosines
 
     pixels = torch.stack([int8.preprocess(int8.decode(p.read_bytes())) for p in pictures])
     with torch.inference_mode():
@@ -61,7 +60,7 @@ def test_int8_default_image_encoder_tracks_the_fp32_network_on_real_photos(encod
     """The default runs the shipped int8 graph, and on real photographs (the shipped reference
     photos: plain, brightened and captioned) each int8 vector points the way the fp32 network's
     does, on CPUs with and without VNNI alike (7-bit weights cannot overflow the AVX2 kernel)."""
-    from core.int8_check import reference_pictures
+    from core.encoders.int8_check import reference_pictures
 
     _, int8 = encoders
     pictures = reference_pictures()
@@ -89,7 +88,7 @@ def test_int8_graph_tracks_the_fp32_network_on_mvsa_photos(encoders):
 def test_int8_check_runs_once_per_machine_and_is_remembered(mmsa_home, monkeypatch):
     import json
 
-    import core.int8_check as int8_check
+    import core.encoders.int8_check as int8_check
     from core.encoders import EfficientNetLite0Int8Encoder
 
     first = EfficientNetLite0Int8Encoder()
@@ -106,7 +105,7 @@ def test_int8_check_runs_once_per_machine_and_is_remembered(mmsa_home, monkeypat
 
 def test_int8_check_fails_when_the_graph_drifts_from_fp32(encoders):
     """A graph whose numbers drift (as 8-bit weights do on a CPU without VNNI) fails the check."""
-    from core.int8_check import run_int8_check
+    from core.encoders.int8_check import run_int8_check
 
     _, int8 = encoders
 
@@ -124,7 +123,7 @@ def test_int8_check_fails_when_the_graph_drifts_from_fp32(encoders):
 
 
 def test_failed_int8_check_serves_the_fp32_network_and_says_so(mmsa_home, monkeypatch):
-    import core.int8_check as int8_check
+    import core.encoders.int8_check as int8_check
     from core.encoders import EfficientNetLite0Int8Encoder, encoder_status
 
     monkeypatch.setattr(int8_check, "MIN_MEDIAN_COSINE", 1.01)  # no graph can pass: as on a drifting CPU
@@ -156,8 +155,15 @@ def test_long_text_is_flagged_as_truncated(encoders):
 @pytest.fixture(scope="module")
 def tiny_seed_models(tmp_path_factory):
     """Tiny random DistilBERT and ViT saved like a hub download would be."""
-    from transformers import (BertTokenizerFast, DistilBertConfig, DistilBertModel, ViTConfig,
-                              ViTImageProcessor, ViTModel)
+    from transformers import (
+        BertTokenizerFast,
+        DistilBertConfig,
+        DistilBertModel,
+        ViTConfig,
+        ViTImageProcessor,
+        ViTModel,
+    )
+
     from core.encoders import _bundled_minilm_folder
 
     root = tmp_path_factory.mktemp("seed_models")

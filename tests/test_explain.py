@@ -9,10 +9,10 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from core.explain import Explanation, explain_pair, format_explanation, occlusion_saliency, word_spans
-from core.labels import LABEL_TO_INDEX
-from core.model import HeadConfig, LateFusionHeads
-from core.predict import Predictor
+from core.heads.model import HeadConfig, LateFusionHeads
+from core.io.labels import LABEL_TO_INDEX
+from core.scoring.explain import Explanation, explain_pair, format_explanation, occlusion_saliency, word_spans
+from core.scoring.predict import Predictor
 
 NOUNS = ["food", "service", "movie", "hotel", "trip", "room", "view", "staff", "music", "weather"]
 ADJECTIVES = ["good", "great", "nice", "lovely", "excellent", "fine"]
@@ -49,7 +49,7 @@ def negation_predictor(encoders):
     pictures = {mood: image_encoder.encode([_picture(mood, s) for s in range(4)]) for mood in ("positive", "negative")}
     image_feats = np.stack([pictures["negative" if y == 0 else "positive"][i % 4] for i, y in enumerate(labels)])
     text_feats = text_encoder.encode(texts)
-    # A plain full-batch loop (core.training.train_heads adds per-epoch dev metrics this test does not
+    # A plain full-batch loop (core.heads.training.train_heads adds per-epoch dev metrics this test does not
     # need). One thread: these ops are tiny, and on a busy shared CPU thread hand-offs cost more than they save.
     torch.manual_seed(0)
     heads = LateFusionHeads(HeadConfig(text_encoder.dim, image_encoder.dim, hidden=32))
@@ -186,16 +186,16 @@ def test_format_explanation_ranks_words_and_describes_the_heatmap():
 
 def test_cli_explain_prints_predictions_words_and_heatmap(negation_predictor, encoders, mmsa_home, tmp_path,
                                                           monkeypatch, capsys):
-    import core.predict
+    import core.scoring.predict
     from core.cli import main
-    from core.labels import LABELS
+    from core.io.labels import LABELS
     from core.registry import write_version_folder
 
     version = tmp_path / "negation-head"
     card = {**negation_predictor.card, "labels": list(LABELS), "hidden": 32, "dropout": 0.3}
     write_version_folder(version, negation_predictor.heads.tensors(), card)
     # The CLI builds the encoders the card names; hand it the ones these tests already loaded.
-    monkeypatch.setattr(core.predict, "load_encoders_for_card", lambda _card: encoders)
+    monkeypatch.setattr(core.scoring.predict, "load_encoders_for_card", lambda _card: encoders)
     image = tmp_path / "photo.jpg"
     image.write_bytes(_jpeg(_picture("negative", 7, size=(300, 200))))
     code = main(["explain", "--text", HELD_OUT, "--image", str(image), "--head", str(version)])

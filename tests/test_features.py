@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.features import FeatureStore, content_key, text_features
+from core.features.store import FeatureStore, content_key, text_features
 
 
 class CountingEncoder:

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from core.images import MAX_IMAGE_BYTES, ImageError, decode_image, read_image_bytes
+from core.io.images import MAX_IMAGE_BYTES, ImageError, decode_image, read_image_bytes
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
 

@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from core.labels import LABELS
-from core.metrics import (
+from core.io.labels import LABELS
+from core.scoring.metrics import (
     classification_metrics,
     expected_calibration_error,
     metrics_for_heads,

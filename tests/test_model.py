@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from core.model import HeadConfig, LateFusionHeads, MemberMLPs, member_logits
-from core.predict import heads_from_card
-from core.training import FeatureSet, TrainConfig, train_heads
+from core.heads.model import HeadConfig, LateFusionHeads, MemberMLPs, member_logits
+from core.heads.training import FeatureSet, TrainConfig, train_heads
+from core.scoring.predict import heads_from_card
 
 
 def blobs(n: int, seed: int) -> FeatureSet:

@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from core import onnx_export
-from core.onnx_export import PARITY_TOLERANCE, relative_error
+from core.encoders import onnx as encoder_onnx
+from core.encoders.onnx import PARITY_TOLERANCE, relative_error
 
 TEXTS = ["ok", "I love this so much!!! 😍 #happy", "worst. day. ever.",
          "a much longer text about the weather, the traffic, the coffee and the people on the train " * 3,
@@ -39,7 +39,7 @@ def home(tmp_path, monkeypatch):
 
 def test_text_graph_matches_pytorch_on_padded_unpadded_and_truncated_batches(encoders, home):
     text, _ = encoders
-    runner = onnx_export.text_runner(text)
+    runner = encoder_onnx.text_runner(text)
     assert runner is not None
     # One padded batch, each text alone (no padding at all), and batches of two.
     cases = [TEXTS, *[[t] for t in TEXTS], TEXTS[:2], TEXTS[3:5]]
@@ -71,7 +71,7 @@ def test_image_graph_matches_pytorch_for_any_batch_size(home):
     from core.encoders import FP32_IMAGE_SPEC, load_image_encoder
 
     image = load_image_encoder(FP32_IMAGE_SPEC)  # the int8 default is its own graph, not an export
-    runner = onnx_export.image_runner(image)
+    runner = encoder_onnx.image_runner(image)
     assert runner is not None
     pictures = [Image.new("RGB", (300, 200), (220, 30, 30)), Image.new("RGB", (64, 64), (20, 30, 220)),
                 Image.effect_noise((320, 240), 60).convert("RGB"), Image.linear_gradient("L").convert("RGB"),
@@ -101,8 +101,8 @@ def test_a_merged_lora_adapter_is_in_the_exported_graph(tmp_path, home):
 
     tuned = load_text_encoder(adapter=adapter_dir)
     assert tuned.id != base.id
-    assert onnx_export.cache_folder(tuned.id, "text") != onnx_export.cache_folder(base.id, "text")
-    runner = onnx_export.text_runner(tuned)
+    assert encoder_onnx.cache_folder(tuned.id, "text") != encoder_onnx.cache_folder(base.id, "text")
+    runner = encoder_onnx.text_runner(tuned)
     assert runner is not None
     reference = torch_text_features(tuned, TEXTS)
     assert relative_error(reference, onnx_text_features(runner, tuned, TEXTS)) < PARITY_TOLERANCE
@@ -115,22 +115,22 @@ def test_export_is_deterministic_and_cached(tmp_path, monkeypatch, encoders):
     digests = []
     for name in ("a", "b"):
         monkeypatch.setenv("MMSA_HOME", str(tmp_path / name))
-        assert onnx_export.text_runner(text) is not None
-        path = onnx_export.cache_folder(text.id, "text") / "model.onnx"
+        assert encoder_onnx.text_runner(text) is not None
+        path = encoder_onnx.cache_folder(text.id, "text") / "model.onnx"
         assert path.is_relative_to(tmp_path / name / "onnx")
         digests.append(hashlib.sha256(path.read_bytes()).hexdigest())
     assert digests[0] == digests[1]
     # Second use in the same home loads the cached graph instead of exporting again.
     before = path.stat().st_mtime_ns
-    assert onnx_export.text_runner(text) is not None
+    assert encoder_onnx.text_runner(text) is not None
     assert path.stat().st_mtime_ns == before
 
 
 def test_a_graph_that_disagrees_with_pytorch_is_not_used(encoders, home, monkeypatch):
     text, _ = encoders
-    monkeypatch.setattr(onnx_export, "PARITY_TOLERANCE", 0.0)
+    monkeypatch.setattr(encoder_onnx, "PARITY_TOLERANCE", 0.0)
     with pytest.warns(UserWarning, match="stays in PyTorch"):
-        assert onnx_export.text_runner(text) is None
+        assert encoder_onnx.text_runner(text) is None
 
 
 def test_onnx_can_be_switched_off(home, monkeypatch):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from core.paths import UnsafePathError, extract_zip, folder_under_root, resolve_inside
+from core.io.paths import UnsafePathError, extract_zip, folder_under_root, resolve_inside
 
 
 @pytest.fixture

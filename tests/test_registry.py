@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from core import registry as registry_module
-from core.labels import LABELS
+from core.io.labels import LABELS
 from core.registry import (
     HeadRegistry,
     RegistryError,

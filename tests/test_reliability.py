@@ -17,16 +17,30 @@ import pandas as pd
 import pytest
 import torch
 
-from .conftest import (IMAGE_DIM, HIDDEN, TEXT_DIM, FakeImageEncoder, FakeTextEncoder, assert_same_weights,
-                       draw_image, fake_card, fake_heads, fake_predictor, serve_v1, snapshot, synthetic_set)
-from core.batch import one_torch_thread, score_rows
-from core.correction_set import CorrectionItem, run_correction
-from core.data import prepare_pairs, read_table, to_safe_csv_bytes
-from core.features import FeatureStore
-from core.model import HeadConfig, LateFusionHeads
-from core.predict import HeadMismatch, Predictor
+from core.features.store import FeatureStore
+from core.heads.correction_set import CorrectionItem, run_correction
+from core.heads.model import HeadConfig, LateFusionHeads
+from core.heads.training import CorrectionConfig, TrainConfig, TrainingRefused, correct_heads, train_heads
+from core.io.tables import prepare_pairs, read_table, to_safe_csv_bytes
 from core.registry import RegistryError, write_version_folder
-from core.training import CorrectionConfig, TrainConfig, TrainingRefused, correct_heads, train_heads
+from core.scoring.batch import one_torch_thread, score_rows
+from core.scoring.predict import HeadMismatch, Predictor
+
+from .conftest import (
+    HIDDEN,
+    IMAGE_DIM,
+    TEXT_DIM,
+    FakeImageEncoder,
+    FakeTextEncoder,
+    assert_same_weights,
+    draw_image,
+    fake_card,
+    fake_heads,
+    fake_predictor,
+    serve_v1,
+    snapshot,
+    synthetic_set,
+)
 
 # The light fake encoders, synthetic_set and the `table` fixture live in conftest.py (the concurrent
 # sessions story uses them too).
@@ -273,8 +287,8 @@ def test_a_version_for_other_encoders_that_reached_the_registry_anyway_cannot_be
 def test_a_novel_pasted_into_a_cell_is_cut_and_the_row_says_so(encoders):
     """Real bundled MiniLM: a 300-word text is cut at the encoder's 128 tokens, a 6,799-character one
     is first cut at 2,000 characters; both rows are scored and their message says what was dropped."""
-    from core.data import MAX_TEXT_CHARS
     from core.encoders import TEXT_MAX_TOKENS
+    from core.io.tables import MAX_TEXT_CHARS
 
     text_encoder = encoders[0]
     image_encoder = FakeImageEncoder()

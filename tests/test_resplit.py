@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from core import cli
-from core.features import FeatureStore
-from core.resplit import REFERENCE_SIZES, resplit_accuracy, split_indices, split_sizes
+from core.features.store import FeatureStore
+from core.heads.resplit import REFERENCE_SIZES, resplit_accuracy, split_indices, split_sizes
 from tests.conftest import make_pair_set
 
 SEEDS = (3, 4)
@@ -118,7 +118,7 @@ def test_attached_resplit_figures_sit_beside_the_test_figures_on_home(resplit_ru
     score and the re-split mean ± sd side by side, with the machine they were measured on."""
     import shutil
 
-    from core.resplit import attach_to_card
+    from core.heads.resplit import attach_to_card
     from tests.conftest import open_page, texts
 
     head = tmp_path / "head"

@@ -15,11 +15,12 @@ import pandas as pd
 import pytest
 import torch
 
+from core.features.store import FeatureStore
+from core.heads.correction_set import CorrectionItem, corrected_card, run_correction
+from core.heads.training import CorrectionConfig
+from core.scoring.batch import score_rows
+
 from .conftest import assert_same_weights, serve_v1, snapshot, synthetic_set
-from core.batch import score_rows
-from core.correction_set import CorrectionItem, corrected_card, run_correction
-from core.features import FeatureStore
-from core.training import CorrectionConfig
 
 CONFIG = CorrectionConfig(epochs=12, replay_pairs=128)
 

@@ -20,8 +20,8 @@ go through the feature store, which would fill it with texts and pictures nobody
   preprocessing and measure the drop in the head's log-odds for its class, so the map lines up
   with the picture whatever resize or crop that processor does.
 
-Both use the same sign convention as ``core.charts.token_attribution_html`` and
-``core.charts.saliency_overlay``: more = towards the predicted class.
+Both use the same sign convention as ``app.charts.token_attribution_html`` and
+``app.charts.saliency_overlay``: more = towards the predicted class.
 """
 from __future__ import annotations
 
@@ -32,9 +32,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from core.calibration import apply_temperature
 from core.encoders import EfficientNetLite0Encoder, EfficientNetLite0Int8Encoder, center_crop_box
-from core.labels import LABELS
+from core.heads.calibration import apply_temperature
+from core.io.labels import LABELS
 
 TOKEN_SCORE_LEGEND = (
     "Each word's score is how much the model's confidence in its answer drops when that word is left out: "

@@ -5,9 +5,9 @@ of the same 4,511 pairs gives another. ``resplit_accuracy`` pools the labelled C
 draws a random train / dev / test partition of the same sizes, trains exactly what ships on it and
 scores that split's test part once:
 
-1. unless ``frozen``: the LoRA text adapter (``core.finetune``, ``FinetuneConfig`` defaults) on the
+1. unless ``frozen``: the LoRA text adapter (``core.encoders.finetune``, ``FinetuneConfig`` defaults) on the
    split's train texts, its epoch chosen on the split's dev texts;
-2. ``core.build_head.build_head`` with the default encoders (plus that adapter), the default
+2. ``core.heads.recipe.build_head`` with the default encoders (plus that adapter), the default
    ``TrainConfig``: heads trained on train, early stopping and temperatures on dev, metrics on test.
 
 The partition is a uniform random permutation of the pooled usable pairs (numpy ``default_rng(seed)``),
@@ -33,9 +33,9 @@ import numpy as np
 import pandas as pd
 
 from core import config
-from core.features import FeatureStore
-from core.labels import HEAD_NAMES, LABELS
-from core.training import MIN_TRAIN_PAIRS, TrainConfig
+from core.features.store import FeatureStore
+from core.heads.training import MIN_TRAIN_PAIRS, TrainConfig
+from core.io.labels import HEAD_NAMES, LABELS
 
 REFERENCE_SIZES = (3611, 450, 450)  # MVSA-Single's train / dev / test
 MIN_HELD_OUT = 3                    # the fewest pairs a dev or test part may have
@@ -79,13 +79,13 @@ def split_indices(n_pool: int, seed: int, sizes: Sequence[int] = REFERENCE_SIZES
 
 def pool_pairs(csv_paths: Sequence[Path], images_dir: Path, text_encoder, image_encoder,
                store: FeatureStore) -> tuple[pd.DataFrame, np.ndarray, list[str], int]:
-    """Read and encode every CSV (``core.build_head.load_labelled_set``) and pool their usable pairs.
+    """Read and encode every CSV (``core.heads.recipe.load_labelled_set``) and pool their usable pairs.
 
     Returns ``(frame, labels, unusable, n_rows)``: the usable rows of all CSVs in order, with a
     ``pool_index`` column (0..n-1) and a ``pool_source`` column ("train.csv row 12", 0-based like
-    ``core.data.PairRow.row``); their label indices; one "train.csv row 7: reason" line per row that
+    ``core.io.tables.PairRow.row``); their label indices; one "train.csv row 7: reason" line per row that
     cannot train (no label, no image, an unreadable image, ...); and the number of rows read."""
-    from core.build_head import load_labelled_set
+    from core.heads.recipe import load_labelled_set
 
     frames, labels, unusable, n_rows = [], [], [], 0
     for path in csv_paths:
@@ -138,7 +138,7 @@ def resplit_accuracy(csv_paths: Sequence[str | Path], images_dir: str | Path, ou
     ``out_dir/resplit.json``. Raises ValueError for a missing CSV or image folder, CSVs without usable
     labelled pairs, a pool too small for the sizes, or no / repeated seeds."""
     from core.encoders import DEFAULT_IMAGE_SPEC, DEFAULT_TEXT_SPEC, MINILM_SPEC, load_image_encoder, load_text_encoder
-    from core.finetune import FinetuneConfig
+    from core.encoders.finetune import FinetuneConfig
 
     started = time.time()
     log = log or (lambda _: None)
@@ -189,7 +189,7 @@ def resplit_accuracy(csv_paths: Sequence[str | Path], images_dir: str | Path, ou
         "recipe": {
             "text_encoder": DEFAULT_TEXT_SPEC,
             "text_adapter": None if frozen else {
-                "how": "LoRA fine-tuning (core.finetune) on the split's train texts, epoch chosen on its dev",
+                "how": "LoRA fine-tuning (core.encoders.finetune) on the split's train texts, epoch chosen on its dev",
                 "base_spec": MINILM_SPEC, "config": asdict(finetune_config)},
             "image_encoder": DEFAULT_IMAGE_SPEC,
             "train_config": train_config.as_dict(),
@@ -216,9 +216,9 @@ def resplit_accuracy(csv_paths: Sequence[str | Path], images_dir: str | Path, ou
 def _run_split(seed: int, pool: pd.DataFrame, labels: np.ndarray, sizes, images_dir: Path, folder: Path, *,
                frozen: bool, text_encoder, image_encoder, train_config, finetune_config, store, log) -> dict:
     """One seed: write its three CSVs, train the adapter (unless frozen) and the heads, score its test."""
-    from core.build_head import build_head
     from core.encoders import DEFAULT_IMAGE_SPEC, DEFAULT_TEXT_SPEC, MINILM_SPEC, load_text_encoder
-    from core.finetune import finetune_text_encoder
+    from core.encoders.finetune import finetune_text_encoder
+    from core.heads.recipe import build_head
 
     started = time.time()
     # Each part in pool order, so a part's rows meet the training code in the same order whatever the seed.

@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from PIL import Image
 from plotly.subplots import make_subplots
 
-from core.labels import HEAD_NAMES, LABELS, head_label
+from core.io.labels import HEAD_NAMES, LABELS, head_label
 
 CLASS_COLORS = {"negative": "#d62728", "neutral": "#8c8c8c", "positive": "#2ca02c"}
 HEAD_COLORS = {"text": "#1f77b4", "image": "#ff7f0e", "fused": "#9467bd"}

@@ -14,8 +14,8 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from core.featurize import encode_pairs
-from core.labels import HEAD_NAMES, LABELS
+from core.features.pipeline import encode_pairs
+from core.io.labels import HEAD_NAMES, LABELS
 from core.threads import one_torch_thread
 
 PROBABILITY_COLUMNS = [f"p_{head}_{label}" for head in HEAD_NAMES for label in LABELS]
@@ -51,7 +51,7 @@ def score_rows(rows: Sequence, predictor, *, chunk_size: int = 64, start: int = 
                previous: pd.DataFrame | None = None,
                on_progress: Callable[[Progress], None] | None = None,
                should_stop: Callable[[], bool] | None = None) -> BatchResult:
-    """Score ``rows`` (core.data.PairRow) from ``start``; ``previous`` holds the rows already scored."""
+    """Score ``rows`` (core.io.tables.PairRow) from ``start``; ``previous`` holds the rows already scored."""
     frames = [previous] if previous is not None and len(previous) else []
     started = time.perf_counter()
     done, n_errors = start, 0 if previous is None else int((previous["status"] == "error").sum())
@@ -157,8 +157,8 @@ def head_probabilities(frame: pd.DataFrame, head: str) -> np.ndarray:
 
 def labelled_metrics(frame: pd.DataFrame) -> dict[str, dict] | None:
     """Per-head metrics over the scored rows that have a label and that head's probabilities."""
-    from core.labels import LABEL_TO_INDEX
-    from core.metrics import classification_metrics
+    from core.io.labels import LABEL_TO_INDEX
+    from core.scoring.metrics import classification_metrics
 
     if "label" not in frame or frame["label"].isna().all():
         return None

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from core.encoders import MINILM_SPEC, load_text_encoder
-from core.training import class_weights, seed_everything
+from core.heads.training import class_weights, seed_everything
 
 
 @dataclass

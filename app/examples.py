@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from core import config
-from core.data import read_table
-from core.training import FeatureSet
+from core.heads.training import FeatureSet
+from core.io.tables import read_table
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def reference_source() -> tuple[str, Path, Path]:
 
 def load_reference_set(text_encoder, image_encoder, store) -> ReferenceSet:
     """Encode the reference set through the feature store (the first MVSA run costs ~20 s, then none)."""
-    from core.build_head import load_labelled_set
+    from core.heads.recipe import load_labelled_set
 
     name, csv_path, images = reference_source()
     labelled = load_labelled_set(csv_path, images, text_encoder, image_encoder, store)

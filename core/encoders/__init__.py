@@ -9,17 +9,17 @@ Specs (see DESIGN.md):
   fused head gains about 1.6 points of accuracy (README "How the recipe was chosen").
 - ``bundled:efficientnet-lite0`` ImageNet EfficientNet-Lite0 from pip; global average pooling, 1280-d.
 - ``bundled:efficientnet-lite0-int8`` the same network as a static int8 ONNX Runtime graph shipped in
-  ``assets/models/efficientnet-lite0-int8`` (``core.quantize``), fed JPEGs decoded in draft mode:
+  ``assets/models/efficientnet-lite0-int8`` (``core.encoders.quantize``), fed JPEGs decoded in draft mode:
   ~2.5× cheaper images, fused dev accuracy within 0.5 points of fp32 (README); the default.
 - any Hugging Face name or local folder, loaded with the Auto classes: text models give the CLS
   vector (mean pooling for sentence-transformers folders), vision models the CLS / pooled vector.
 
-On CPU, ``encode`` runs the model as an ONNX Runtime graph (``core.onnx_export``: exported on first
+On CPU, ``encode`` runs the model as an ONNX Runtime graph (``core.encoders.onnx``: exported on first
 use into the user's cache folder and checked against PyTorch to 1e-4 of the vector norm, so the id and
 the feature store are shared). ``forward_features`` and ``.model`` stay PyTorch (gradients for the
 explanations and the LoRA fine-tuning). ``MMSA_ONNX=0`` keeps everything in PyTorch.
 
-A text encoder may carry a LoRA adapter (a folder written by ``core.finetune``). It is merged into
+A text encoder may carry a LoRA adapter (a folder written by ``core.encoders.finetune``). It is merged into
 the weights at load time, so inference costs the same, and its hash is part of the encoder id, so
 features of the fine-tuned encoder never mix with the plain one in the feature store.
 """
@@ -65,7 +65,7 @@ class _OnnxBackend:
     from, so replacing the model (fine-tuning wraps it in peft) falls back to PyTorch."""
 
     def __init__(self, device: torch.device):
-        from core.onnx_export import onnx_enabled
+        from core.encoders.onnx import onnx_enabled
 
         self.wanted = device.type == "cpu" and onnx_enabled()
         self.runner = None
@@ -148,7 +148,7 @@ class TextEncoder:
         return "onnxruntime" if self._onnx.runner is not None and not self._onnx.failed else "torch"
 
     def onnx_runner(self):
-        from core.onnx_export import text_runner
+        from core.encoders.onnx import text_runner
         return self._onnx.get(self, text_runner)
 
     @property
@@ -351,7 +351,7 @@ class ImageEncoder:
     id: str
     dim: int
     image_size: int
-    # JPEGs are decoded at 1/2, 1/4 or 1/8 scale when the result stays at least this big (core.images).
+    # JPEGs are decoded at 1/2, 1/4 or 1/8 scale when the result stays at least this big (core.io.images).
     # Part of what the features are: an encoder that changes it needs its own spec and id.
     draft_size: tuple[int, int] = (448, 448)
 
@@ -369,7 +369,7 @@ class ImageEncoder:
         return "onnxruntime" if self._onnx.runner is not None and not self._onnx.failed else "torch"
 
     def onnx_runner(self):
-        from core.onnx_export import image_runner
+        from core.encoders.onnx import image_runner
         return self._onnx.get(self, image_runner)
 
     @property
@@ -386,7 +386,7 @@ class ImageEncoder:
 
     def decode(self, data: bytes) -> Image.Image:
         """Image file bytes → upright RGB picture, as this encoder expects them (ImageError if bad)."""
-        from core.images import decode_image
+        from core.io.images import decode_image
         return decode_image(data, draft_size=self.draft_size)
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
@@ -475,10 +475,10 @@ class EfficientNetLite0Encoder(ImageEncoder):
 
 
 class EfficientNetLite0Int8Encoder(EfficientNetLite0Encoder):
-    """EfficientNet-Lite0 as the shipped static int8 graph (``core.quantize``) in ONNX Runtime.
+    """EfficientNet-Lite0 as the shipped static int8 graph (``core.encoders.quantize``) in ONNX Runtime.
 
     Its numbers exist only in that graph, so it runs there (on any device, whatever ``MMSA_ONNX``
-    says) once the graph has passed ``core.int8_check`` on this CPU; where the check fails, the fp32
+    says) once the graph has passed ``core.encoders.int8_check`` on this CPU; where the check fails, the fp32
     network serves instead, under another feature-store id, and ``notice`` says so. ``.model`` stays
     the fp32 PyTorch twin: Grad-CAM explanations and the check use it. JPEGs are decoded at ≥ 224 px
     in draft mode (a 600 px photo decodes at 300 px, ~40 % cheaper, and is cheaper to resize); the
@@ -490,7 +490,7 @@ class EfficientNetLite0Int8Encoder(EfficientNetLite0Encoder):
     def __init__(self, device: torch.device | None = None, graph_dir: Path | None = None):
         super().__init__(device)
         from core import config
-        from core.int8_check import cached_int8_check
+        from core.encoders.int8_check import cached_int8_check
 
         self.graph_path = Path(graph_dir or config.INT8_IMAGE_GRAPH_DIR) / "model.onnx"
         if not self.graph_path.exists():
@@ -519,7 +519,7 @@ class EfficientNetLite0Int8Encoder(EfficientNetLite0Encoder):
     def int8_runner(self):
         """The int8 graph's ONNX Runtime session (what the check compares with the fp32 network)."""
         if self._int8_runner is None:
-            from core.onnx_export import OnnxRunner, session_threads
+            from core.encoders.onnx import OnnxRunner, session_threads
             self._int8_runner = OnnxRunner(self.graph_path, threads=session_threads())
         return self._int8_runner
 

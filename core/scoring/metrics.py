@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import classification_report, confusion_matrix, f1_score
 
-from core.labels import LABELS
+from core.io.labels import LABELS
 
 _CLASS_INDICES = list(range(len(LABELS)))
 

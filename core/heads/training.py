@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.calibration import apply_temperature
-from core.labels import HEAD_NAMES, LABELS
-from core.metrics import weighted_f1
-from core.model import HeadConfig, HeadShape, LateFusionHeads, member_logits
+from core.heads.calibration import apply_temperature
+from core.heads.model import HeadConfig, HeadShape, LateFusionHeads, member_logits
+from core.io.labels import HEAD_NAMES, LABELS
+from core.scoring.metrics import weighted_f1
 
 
 class TrainingRefused(ValueError):
@@ -57,7 +57,7 @@ class FeatureSet:
 
 @dataclass
 class TrainConfig:
-    # The head shape (core.model.HeadShape: 5 × 32-unit MLPs, dropout 0.5) and no class weighting were
+    # The head shape (core.heads.model.HeadShape: 5 × 32-unit MLPs, dropout 0.5) and no class weighting were
     # chosen by 5-fold cross-validation on MVSA train: held-out fused accuracy 0.702 (one 256-unit
     # MLP, sqrt weights) → 0.730; weighted F1 0.700 → 0.720 (docs/experiments.md).
     hidden: int = HeadShape.hidden

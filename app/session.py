@@ -22,10 +22,10 @@ from typing import Callable
 import torch
 
 from core import config
-from core.features import FeatureStore
-from core.labels import HEAD_NAMES
-from core.predict import Predictor, heads_from_card, load_encoders_for_card
+from core.features.store import FeatureStore
+from core.io.labels import HEAD_NAMES
 from core.registry import CARD_FILE, HeadRegistry, RegistryError, open_registry
+from core.scoring.predict import Predictor, heads_from_card, load_encoders_for_card
 
 HEAD_DIR_ENV = "MMSA_HEAD_DIR"
 

@@ -4,7 +4,7 @@ Why: ONNX Runtime picks its int8 kernels by CPU. On x86 CPUs without VNNI (AVX2 
 common in laptops and servers) the u8 × s8 kernel adds pairs of products in 16 bits and saturates
 when both products are large, so a graph built with full 8-bit weights can give features far from
 the fp32 network's (cosine 0.34 on some photos) while a VNNI CPU gives 0.97+. The shipped graph is
-built with 7-bit weights (``core.quantize``), which cannot saturate, and gives bit-identical
+built with 7-bit weights (``core.encoders.quantize``), which cannot saturate, and gives bit-identical
 features on both kinds of CPU; this check makes sure of it on the machine at hand, and anything it
 does not cover (a new ONNX Runtime, an ARM CPU, a rebuilt graph) is caught the same way.
 

@@ -16,12 +16,12 @@ import torch
 from PIL import Image
 
 from core import config
-from core.calibration import apply_temperature
-from core.conflict import CONFLICT_THRESHOLD, conflict_flags
 from core.encoders import load_image_encoder, load_text_encoder
-from core.features import FeatureStore, cached_features, content_key, text_features
-from core.labels import HEAD_NAMES, LABELS
-from core.model import HeadConfig, HeadShape, LateFusionHeads
+from core.features.store import FeatureStore, cached_features, content_key, text_features
+from core.heads.calibration import apply_temperature
+from core.heads.model import HeadConfig, HeadShape, LateFusionHeads
+from core.io.labels import HEAD_NAMES, LABELS
+from core.scoring.conflict import CONFLICT_THRESHOLD, conflict_flags
 
 
 class HeadMismatch(ValueError):

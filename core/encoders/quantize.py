@@ -5,7 +5,7 @@ EfficientNet-Lite was designed to quantise well (ReLU6, no squeeze-excite); with
 weights and activation ranges calibrated on real photos, ONNX Runtime runs it ~2.5× faster here,
 and the fused dev accuracy stays within 0.5 points of fp32 (the README gives the figures).
 
-How: export the fp32 network (``core.onnx_export``, parity-checked against PyTorch), let onnxruntime
+How: export the fp32 network (``core.encoders.onnx``, parity-checked against PyTorch), let onnxruntime
 prepare it (shape inference, folding), then ``quantize_static`` in QDQ format with MinMax ranges from
 ``n`` calibration pictures decoded and preprocessed exactly as the int8 encoder does at inference
 (JPEG draft ≥ 224 px).
@@ -14,7 +14,7 @@ Weights use 7 bits of the int8 range (``reduce_range``). ONNX Runtime's u8 × s8
 without VNNI adds pairs of products in 16 bits, which full-range weights overflow: on 64 MVSA photos
 8-bit weights gave a median cosine to the fp32 network of 0.99 with VNNI but 0.89 (min 0.34 on MVSA
 pictures) on AVX2. With 7-bit weights no sum can overflow, and both kinds of CPU give bit-identical
-features (median 0.97, min 0.86); ``core.int8_check`` confirms it on each machine. Measured
+features (median 0.97, min 0.86); ``core.encoders.int8_check`` confirms it on each machine. Measured
 alternatives: u8 weights saturate the same way; per-tensor weights drop to 0.85; the QOperator
 format gives the same numbers at the same speed. The graph ships in ``assets/models/efficientnet-lite0-int8/`` (~4 MB) with a
 JSON card saying how it was made, so no user ever needs the calibration pictures; its hash is part of
@@ -42,7 +42,7 @@ def calibration_pixels(fp32_encoder, image_files: Sequence[Path]) -> np.ndarray:
     """(n, 3, 224, 224) float32: the pictures as the int8 encoder will see them (its draft decode, then
     the preprocessing it shares with the fp32 encoder)."""
     from core.encoders import EfficientNetLite0Int8Encoder
-    from core.images import decode_image
+    from core.io.images import decode_image
 
     draft = EfficientNetLite0Int8Encoder.draft_size
     return np.stack([fp32_encoder.preprocess(decode_image(Path(f).read_bytes(), draft_size=draft)).numpy()
@@ -66,7 +66,7 @@ def build_int8_image_graph(image_files: Sequence[Path], out_dir: Path, *, source
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from core.encoders import INT8_IMAGE_SPEC, EfficientNetLite0Encoder
-    from core.onnx_export import image_runner
+    from core.encoders.onnx import image_runner
 
     if not image_files:
         raise ValueError("no calibration pictures: give the images of a labelled CSV (e.g. MVSA train)")
@@ -120,7 +120,7 @@ def build_int8_image_graph(image_files: Sequence[Path], out_dir: Path, *, source
 
 def calibration_files(csv_path: Path, images_dir: Path, n: int = 512, image_column: str = "image") -> list[Path]:
     """The first ``n`` readable pictures a CSV names (train data: never dev or test)."""
-    from core.data import read_table
+    from core.io.tables import read_table
 
     frame = read_table(csv_path)
     files = []

@@ -1,12 +1,12 @@
-"""Summaries of a scored table (core.batch.score_rows' frame) for charts and the correction set."""
+"""Summaries of a scored table (core.scoring.batch.score_rows' frame) for charts and the correction set."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from core.batch import head_probabilities
-from core.labels import HEAD_NAMES, LABEL_TO_INDEX, LABELS
-from core.metrics import reliability_bins
+from core.io.labels import HEAD_NAMES, LABEL_TO_INDEX, LABELS
+from core.scoring.batch import head_probabilities
+from core.scoring.metrics import reliability_bins
 
 
 def scored(frame: pd.DataFrame) -> pd.DataFrame:

@@ -1,5 +1,5 @@
 """Put a user's images somewhere the batch scorer can read them: uploaded files, a zip, or a folder
-on the server under the configured data root. Every path goes through core.paths, so nothing lands
+on the server under the configured data root. Every path goes through core.io.paths, so nothing lands
 or is read outside its folder.
 """
 from __future__ import annotations
@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 from typing import Iterable
 
-from core.images import IMAGE_TYPES
-from core.paths import UnsafePathError, extract_zip, folder_under_root, resolve_inside
+from core.io.images import IMAGE_TYPES
+from core.io.paths import UnsafePathError, extract_zip, folder_under_root, resolve_inside
 
 IMAGE_SUFFIXES = {f".{kind}" for kind in IMAGE_TYPES}
 
@@ -33,7 +33,7 @@ def save_uploaded_files(files: Iterable[tuple[str, bytes]], target: Path) -> tup
 
 
 def extract_images_zip(data: bytes, target: Path) -> Path:
-    """Extract a zip of images (checked by core.paths.extract_zip); returns the images root."""
+    """Extract a zip of images (checked by core.io.paths.extract_zip); returns the images root."""
     root = extract_zip(data, target)
     names = [PurePosixPath(p.relative_to(root).as_posix()) for p in root.rglob("*") if p.is_file()]
     return _common_root(root, names)

@@ -1,4 +1,4 @@
-"""Turn prepared pairs (core.data.PairRow) into feature matrices through the feature store.
+"""Turn prepared pairs (core.io.tables.PairRow) into feature matrices through the feature store.
 
 One path for the app, the CLI, training and the benchmark. Texts and images are encoded side by
 side (the image work in its own thread). Image files are read, hashed, decoded (JPEG in draft mode)
@@ -18,8 +18,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from core.features import FeatureStore, cached_features, content_key, text_features
-from core.images import decode_image, read_image_bytes
+from core.features.store import FeatureStore, cached_features, content_key, text_features
+from core.io.images import decode_image, read_image_bytes
 
 IMAGE_BATCH = 16  # images per encoder call (measured in bench/bench_scoring.py; see the README)
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.labels import LABELS
+from core.io.labels import LABELS
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
 from core import config
-from core.labels import LABELS
+from core.io.labels import LABELS
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Whole-file problems (empty file, missing columns, unreadable bytes) raise TableError. Problems
 in one row never raise: they become that row's `error`, so one bad cell never loses the rest
 of the upload. Images are only checked for existence here; decoding happens during batch
-scoring with core.images, so a slow or broken image never blocks reading the table.
+scoring with core.io.images, so a slow or broken image never blocks reading the table.
 """
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from typing import BinaryIO
 import charset_normalizer
 import pandas as pd
 
-from core.labels import LabelError, normalise_label
-from core.paths import UnsafePathError, resolve_inside
+from core.io.labels import LabelError, normalise_label
+from core.io.paths import UnsafePathError, resolve_inside
 
 MAX_TEXT_CHARS = 2000
 MAX_CSV_BYTES = 200 * 2**20

@@ -15,15 +15,15 @@ from typing import Callable
 import numpy as np
 
 from core import config
-from core.calibration import apply_temperature, fit_temperature
-from core.conflict import CONFLICT_THRESHOLD, conflict_flags, evaluate_conflict_flag
-from core.data import prepare_pairs, read_table
-from core.features import FeatureStore
-from core.featurize import EncodedPairs, encode_pairs
-from core.labels import HEAD_NAMES, LABEL_TO_INDEX, LABELS, LabelError, normalise_label
+from core.features.pipeline import EncodedPairs, encode_pairs
+from core.features.store import FeatureStore
+from core.heads.calibration import apply_temperature, fit_temperature
+from core.heads.training import FeatureSet, TrainConfig, predict_logits, train_heads
+from core.io.labels import HEAD_NAMES, LABEL_TO_INDEX, LABELS, LabelError, normalise_label
+from core.io.tables import prepare_pairs, read_table
 from core.machine import machine_block
-from core.metrics import classification_metrics, expected_calibration_error
-from core.training import FeatureSet, TrainConfig, predict_logits, train_heads
+from core.scoring.conflict import CONFLICT_THRESHOLD, conflict_flags, evaluate_conflict_flag
+from core.scoring.metrics import classification_metrics, expected_calibration_error
 
 
 @dataclass

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.labels import LABEL_TO_INDEX
+from core.io.labels import LABEL_TO_INDEX
 
 # Each head must say its polarity with at least this probability: above the 1/3 of a guess and the
 # point where that polarity outweighs the other two classes together. Cards record the value used.
