@@ -1,4 +1,4 @@
-"""The live chart of a correction run (core.heads.training.correct_heads history rows). No Streamlit."""
+"""The live chart of a correction run (core.heads.correction.correct_heads history rows). No Streamlit."""
 from __future__ import annotations
 
 import plotly.graph_objects as go

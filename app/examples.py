@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from core import config
-from core.heads.training import FeatureSet
+from core.features.sets import FeatureSet
 from core.io.tables import read_table
 
 

@@ -10,7 +10,7 @@ import streamlit as st
 from app import charts
 from app.batch_report import branch_confidences, branch_predictions, reliability_by_head, scored, wrong_rows
 from app.uploads import count_images, extract_images_zip, save_uploaded_files, server_folder
-from app_pages.common import active_predictor, corrections, duration, engine, pct, session_dir
+from app_pages.common import corrections, duration, page_start, pct, session_dir
 from core import config
 from core.heads.correction_set import items_from_rows
 from core.io.images import IMAGE_TYPES
@@ -22,13 +22,10 @@ from core.scoring.batch import PROBABILITY_COLUMNS, labelled_metrics, score_rows
 NONE = "(none)"
 SOURCES = ["Upload a folder", "Upload image files", "Upload a zip", "A folder on the server", "No images"]
 
-st.title("Batch scoring")
-st.caption("Score a whole table of text + image pairs. Bad rows are listed with their reason; the good "
-           "rows are scored anyway. With a label column you also get accuracy, F1 and confusion matrices.")
-
-eng = engine()
-version, predictor = active_predictor(eng)
-state = st.session_state
+eng, version, predictor, state = page_start(
+    "Batch scoring",
+    "Score a whole table of text + image pairs. Bad rows are listed with their reason; the good "
+    "rows are scored anyway. With a label column you also get accuracy, F1 and confusion matrices.")
 
 # ----- 1. the table -------------------------------------------------------------------------------
 st.subheader("1. Your table")

@@ -52,6 +52,17 @@ def active_predictor(eng: session.Engine):
         st.stop()
 
 
+def page_start(title: str, caption: str):
+    """The opening every working page shares: its title and caption, then (engine, active version,
+    its predictor, this user's session state). Stops the page with a clear message when no head can
+    be loaded."""
+    st.title(title)
+    st.caption(caption)
+    eng = engine()
+    version, predictor = active_predictor(eng)
+    return eng, version, predictor, st.session_state
+
+
 @st.cache_resource(show_spinner="Encoding the reference set (first time only, about 20 s for MVSA dev)…")
 def _reference(source: str, text_id: str, image_id: str, _eng: session.Engine):
     from app.examples import load_reference_set

@@ -12,23 +12,21 @@ import streamlit as st
 
 from app.correction_charts import correction_curves
 from app.uploads import extract_images_zip, save_uploaded_files
-from app_pages.common import active_predictor, corrections, engine, pct, reference_set, session_dir
+from app_pages.common import corrections, page_start, pct, reference_set, session_dir
+from core.heads.correction import CorrectionConfig
 from core.heads.correction_set import corrected_card, items_from_rows, run_correction
-from core.heads.training import CorrectionConfig, TrainingRefused
+from core.heads.training import TrainingRefused
 from core.io.images import IMAGE_TYPES
 from core.io.labels import head_label
 from core.io.paths import UnsafePathError
 from core.io.tables import TableError, prepare_pairs, read_table
 from core.registry import RegistryError
 
-st.title("Correct the model")
-st.caption("Collect pairs the model got wrong with their right labels, fine-tune the heads on them while "
-           "replaying reference pairs, check the result, then save it as a new version. Nothing changes for "
-           "anyone else until a version is activated.")
-
-eng = engine()
-version, predictor = active_predictor(eng)
-state = st.session_state
+eng, version, predictor, state = page_start(
+    "Correct the model",
+    "Collect pairs the model got wrong with their right labels, fine-tune the heads on them while "
+    "replaying reference pairs, check the result, then save it as a new version. Nothing changes for "
+    "anyone else until a version is activated.")
 collected = corrections()
 
 # ----- 1. pairs ---------------------------------------------------------------------------------

@@ -5,18 +5,15 @@ import streamlit as st
 
 from app import charts
 from app.examples import example_pairs
-from app_pages.common import active_predictor, corrections, engine, pct
+from app_pages.common import corrections, page_start, pct
 from core.heads.correction_set import CorrectionItem
 from core.io.images import IMAGE_TYPES, ImageError, decode_image
 from core.io.labels import LABELS, head_label
 
-st.title("Explore a pair")
-st.caption("Type a text, upload a picture, or both. The model answers from the text alone, the image alone "
-           "and the two together, and tells you when the text and the picture disagree.")
-
-eng = engine()
-version, predictor = active_predictor(eng)
-state = st.session_state
+eng, version, predictor, state = page_start(
+    "Explore a pair",
+    "Type a text, upload a picture, or both. The model answers from the text alone, the image alone "
+    "and the two together, and tells you when the text and the picture disagree.")
 
 # ----- examples -----------------------------------------------------------------------------------
 examples = example_pairs()

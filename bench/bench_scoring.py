@@ -133,8 +133,9 @@ def load_encoders_and_heads(rows):
         except Exception as exc:  # noqa: BLE001 - fall through to a quick head, and say why
             log(f"shipped head unusable here ({type(exc).__name__}: {exc}); training a quick one")
     from core.features.pipeline import encode_pairs
+    from core.features.sets import FeatureSet
     from core.features.store import FeatureStore
-    from core.heads.training import FeatureSet, TrainConfig, train_heads
+    from core.heads.training import TrainConfig, train_heads
     from core.io.labels import LABEL_TO_INDEX
 
     text_encoder, image_encoder = load_text_encoder(), load_image_encoder()
@@ -194,7 +195,7 @@ def single_pairs(rows, predictor, count: int) -> list[float]:
 def train_features(text_encoder, image_encoder):
     """3,611 training pairs + a dev set: MVSA's from the user's feature store if all are cached, else
     random features of the right shape (the timing depends on the shapes, not the values)."""
-    from core.heads.training import FeatureSet
+    from core.features.sets import FeatureSet
 
     cached = _cached_mvsa(text_encoder, image_encoder)
     if cached is not None:
@@ -211,8 +212,8 @@ def train_features(text_encoder, image_encoder):
 def _cached_mvsa(text_encoder, image_encoder):
     import pandas as pd
 
+    from core.features.sets import FeatureSet
     from core.features.store import FeatureStore, content_key
-    from core.heads.training import FeatureSet
     from core.io.labels import LABEL_TO_INDEX, normalise_label
 
     folder, store_path = config.mvsa_dir(), config.feature_store_path()

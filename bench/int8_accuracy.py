@@ -26,9 +26,10 @@ def main() -> dict:
     from bench.levers import _int8_text_runner
     from core import config
     from core.encoders.onnx import cache_folder, relative_error
+    from core.features.sets import FeatureSet
     from core.features.store import FeatureStore
     from core.heads.recipe import load_labelled_set
-    from core.heads.training import FeatureSet, predict_logits
+    from core.heads.training import predict_logits
     from core.registry import read_version_folder
     from core.scoring.predict import check_card_matches, heads_from_card, load_encoders_for_card
 

@@ -26,6 +26,14 @@ def _add_columns(parser: argparse.ArgumentParser, label_default: str | None) -> 
     parser.add_argument("--id-column", default=None)
 
 
+def _add_table_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments ``score`` and ``eval`` share: the CSV, its image folder, the head, the columns."""
+    parser.add_argument("--csv", required=True)
+    parser.add_argument("--images", default=None, help="folder the image column is relative to (default: the CSV's folder)")
+    parser.add_argument("--head", default=None, help="head version id or version folder (default: active)")
+    _add_columns(parser, "label")
+
+
 def _predictor(head: str | None):
     from core.scoring.predict import load_default_predictor
 
@@ -250,19 +258,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     score = sub.add_parser("score", help="score a CSV of text + image pairs")
-    score.add_argument("--csv", required=True)
-    score.add_argument("--images", default=None, help="folder the image column is relative to (default: the CSV's folder)")
+    _add_table_arguments(score)
     score.add_argument("--out", required=True)
-    score.add_argument("--head", default=None, help="head version id or version folder (default: active)")
-    _add_columns(score, "label")
     score.set_defaults(run=cmd_score)
 
     evaluate = sub.add_parser("eval", help="metrics of the three heads on a labelled CSV")
-    evaluate.add_argument("--csv", required=True)
-    evaluate.add_argument("--images", default=None)
-    evaluate.add_argument("--head", default=None)
+    _add_table_arguments(evaluate)
     evaluate.add_argument("--json", default=None, help="write the metrics here")
-    _add_columns(evaluate, "label")
     evaluate.set_defaults(run=cmd_eval)
 
     train = sub.add_parser("train", help="train a head version on labelled CSVs")

@@ -258,7 +258,7 @@ def fake_predictor(text_encoder=None, image_encoder=None, store=None, seed: int 
 
 def synthetic_set(n: int, seed: int, labels=None):
     """Features whose first dimensions carry the label, so a head can learn something in a few epochs."""
-    from core.heads.training import FeatureSet
+    from core.features.sets import FeatureSet
     from core.io.labels import LABELS
 
     rng = np.random.default_rng(seed)

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from core.heads.correction import CorrectionConfig
 from core.heads.correction_set import (
     CorrectionItem,
     CorrectionSet,
@@ -23,7 +24,7 @@ from core.heads.correction_set import (
     items_from_rows,
     run_correction,
 )
-from core.heads.training import CorrectionConfig, TrainingRefused
+from core.heads.training import TrainingRefused
 from core.io.tables import prepare_pairs, read_table
 
 from .conftest import MVSA, make_pair_set
@@ -63,8 +64,8 @@ def predictor(trained_head, encoders):
 def reference(tmp_path_factory, predictor, pair_sets):
     """(replay, check): replay = the head's training pairs plus 60 more drawn ones; check = 150 fresh
     drawn pairs held out (one pair is 0.67 points, so the 1-point bar allows at most one more error)."""
+    from core.features.sets import concat_sets
     from core.heads.recipe import load_labelled_set
-    from core.heads.training import concat_sets
 
     replay_csv = make_pair_set(tmp_path_factory.mktemp("replay"), n_per_class=20, seed=8)
     check_csv = make_pair_set(tmp_path_factory.mktemp("reference"), n_per_class=50, seed=7)
@@ -177,8 +178,9 @@ def test_correction_on_mvsa_with_the_default_head(capsys):
     reference is the rest of dev. Opt-in because it encodes ~4,000 pairs the first time:
     ``MMSA_FIGURE_STORE=~/.cache/mmsa/features.sqlite pytest -q tests/test_correction.py -s``."""
     from core.features.store import FeatureStore
+    from core.heads.correction import correct_heads
     from core.heads.recipe import load_labelled_set
-    from core.heads.training import correct_heads, predict_logits
+    from core.heads.training import predict_logits
     from core.registry import read_version_folder
     from core.scoring.predict import Predictor
 
@@ -207,8 +209,10 @@ def test_correction_on_mvsa_with_the_default_head(capsys):
 def test_replayed_pairs_are_held_to_what_the_head_said_and_corrections_to_the_user(predictor, reference):
     """The correction keeps the head saying what it said on the replayed pairs (its own probabilities,
     not their labels, which a head that fits its training pairs barely feels), and learns the user's label."""
+    from core.features.sets import concat_sets
     from core.heads.calibration import apply_temperature
-    from core.heads.training import _correction_targets, concat_sets, predict_logits
+    from core.heads.correction import _correction_targets
+    from core.heads.training import predict_logits
     from core.io.labels import LABELS
 
     replay, _ = reference

@@ -164,7 +164,7 @@ def tiny_seed_models(tmp_path_factory):
         ViTModel,
     )
 
-    from core.encoders import _bundled_minilm_folder
+    from core.encoders.text import _bundled_minilm_folder
 
     root = tmp_path_factory.mktemp("seed_models")
     text_dir, image_dir = root / "distilbert-tiny", root / "vit-tiny"
@@ -221,3 +221,36 @@ def test_offline_machine_gets_the_clear_error_at_once_not_after_hub_retries(monk
         load_text_encoder("distilbert-base-uncased")
     assert len(attempts) == 1 and attempts[0][1] == 443
     assert encoders.hub_reachable() is False
+
+
+def test_encoders_satisfy_the_protocols_and_bundled_specs_come_from_the_registries(encoders, tiny_seed_models):
+    from core.encoders import IMAGE_SPECS, TEXT_SPECS, Encoder, ImageEncoderProtocol, known_specs
+
+    text, image = encoders
+    text_dir, image_dir = tiny_seed_models
+    for encoder in (text, load_text_encoder(str(text_dir))):
+        assert isinstance(encoder, Encoder) and not isinstance(encoder, ImageEncoderProtocol)
+    for encoder in (image, load_image_encoder(str(image_dir))):
+        assert isinstance(encoder, ImageEncoderProtocol)
+    assert list(TEXT_SPECS) == ["bundled:minilm-l6-last3", "bundled:minilm-l6"]
+    assert list(IMAGE_SPECS) == ["bundled:efficientnet-lite0-int8", "bundled:efficientnet-lite0"]
+    assert known_specs() == [("text", "bundled:minilm-l6-last3"), ("text", "bundled:minilm-l6"),
+                             ("image", "bundled:efficientnet-lite0-int8"), ("image", "bundled:efficientnet-lite0"),
+                             ("text", "distilbert-base-uncased"), ("image", "google/vit-base-patch16-224")]
+
+
+def test_a_spec_added_to_the_registry_loads_by_name_with_its_own_id(monkeypatch, tiny_seed_models):
+    """What docs/architecture.md's "Adding an encoder spec" does, with tiny local models."""
+    from core.encoders import IMAGE_SPECS, TEXT_SPECS, HuggingFaceImageEncoder, known_specs
+    from core.encoders.text import _load_transformers_text
+
+    text_dir, image_dir = tiny_seed_models
+    monkeypatch.setitem(TEXT_SPECS, "bundled:tiny-distilbert",
+                        lambda spec, adapter=None, device=None: _load_transformers_text(
+                            spec, str(text_dir), text_dir, "cls", adapter, device))
+    monkeypatch.setitem(IMAGE_SPECS, "bundled:tiny-vit", lambda device=None: HuggingFaceImageEncoder(str(image_dir), device))
+    text = load_text_encoder("bundled:tiny-distilbert")
+    assert text.id.startswith("text:bundled:tiny-distilbert:") and text.dim == 32
+    assert text.id == load_text_encoder("bundled:tiny-distilbert").id  # the id names the weights, not the load
+    assert load_image_encoder("bundled:tiny-vit").encode([Image.new("RGB", (40, 30), "red")]).shape == (1, 24)
+    assert ("text", "bundled:tiny-distilbert") in known_specs() and ("image", "bundled:tiny-vit") in known_specs()

@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from core.features.sets import FeatureSet
 from core.heads.model import HeadConfig, LateFusionHeads, MemberMLPs, member_logits
-from core.heads.training import FeatureSet, TrainConfig, train_heads
+from core.heads.training import TrainConfig, train_heads
 from core.scoring.predict import heads_from_card
 
 

@@ -10,12 +10,13 @@ import zipfile
 import pytest
 import torch
 
-from core import registry as registry_module
 from core.io.labels import LABELS
 from core.registry import (
     HeadRegistry,
     RegistryError,
     read_version_folder,
+    storage,
+    transfer,
     write_version_folder,
 )
 
@@ -279,11 +280,11 @@ def test_import_refuses_non_float32_tensors(registry):
 
 
 def test_upload_size_caps(registry, monkeypatch):
-    monkeypatch.setattr(registry_module, "MAX_WEIGHTS_BYTES", 100)
+    monkeypatch.setattr(transfer, "MAX_WEIGHTS_BYTES", 100)
     weights, card = _exported_files(registry)
     with pytest.raises(RegistryError, match="the limit is 100"):
         registry.import_version(weights, card)
-    monkeypatch.setattr(registry_module, "MAX_ZIP_BYTES", 100)
+    monkeypatch.setattr(transfer, "MAX_ZIP_BYTES", 100)
     with pytest.raises(RegistryError, match="zip is .* bytes; the limit is 100"):
         registry.import_zip(b"x" * 101)
 
@@ -316,21 +317,21 @@ def test_crafted_version_ids_are_refused_everywhere(registry, crafted):
 def test_crash_during_save_leaves_active_version_and_listing_untouched(registry, monkeypatch):
     good = registry.save(make_heads(1), make_card())
     registry.activate(good)
-    real_write = registry_module._write_file
+    real_write = storage._write_file
 
     def write_weights_then_crash(path, data):
         if path.name == "card.json":
             raise OSError("disk full")
         real_write(path, data)
 
-    monkeypatch.setattr(registry_module, "_write_file", write_weights_then_crash)
+    monkeypatch.setattr(storage, "_write_file", write_weights_then_crash)
     with pytest.raises(OSError, match="disk full"):
         registry.save(make_heads(2), make_card())
 
     def failing_serialiser(tensors):
         raise RuntimeError("crash inside safetensors")
 
-    monkeypatch.setattr(registry_module, "save_safetensors_bytes", failing_serialiser)
+    monkeypatch.setattr(storage, "save_safetensors_bytes", failing_serialiser)
     with pytest.raises(RuntimeError):
         registry.save(make_heads(3), make_card())
 

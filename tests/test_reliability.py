@@ -18,9 +18,10 @@ import pytest
 import torch
 
 from core.features.store import FeatureStore
+from core.heads.correction import CorrectionConfig, correct_heads
 from core.heads.correction_set import CorrectionItem, run_correction
 from core.heads.model import HeadConfig, LateFusionHeads
-from core.heads.training import CorrectionConfig, TrainConfig, TrainingRefused, correct_heads, train_heads
+from core.heads.training import TrainConfig, TrainingRefused, train_heads
 from core.io.tables import prepare_pairs, read_table, to_safe_csv_bytes
 from core.registry import RegistryError, write_version_folder
 from core.scoring.batch import one_torch_thread, score_rows

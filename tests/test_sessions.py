@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from core.features.store import FeatureStore
+from core.heads.correction import CorrectionConfig
 from core.heads.correction_set import CorrectionItem, corrected_card, run_correction
-from core.heads.training import CorrectionConfig
 from core.scoring.batch import score_rows
 
 from .conftest import assert_same_weights, serve_v1, snapshot, synthetic_set

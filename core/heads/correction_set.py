@@ -2,7 +2,7 @@
 
 A correction item is a labelled text + image pair a person says the model got wrong (from the
 explorer, from wrongly predicted batch rows, or from a labelled upload). ``run_correction``
-fine-tunes a *copy* of the active heads on them (``core.heads.training.correct_heads``, replaying reference
+fine-tunes a *copy* of the active heads on them (``core.heads.correction.correct_heads``, replaying reference
 pairs), and measures before / after on the items and on held-out reference pairs, so a correction
 that breaks the model is visible before anybody saves it.
 """
@@ -16,9 +16,11 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from core.features.sets import FeatureSet
 from core.features.store import text_features
 from core.heads.calibration import apply_temperature
-from core.heads.training import CorrectionConfig, FeatureSet, TrainingRefused, correct_heads, predict_logits
+from core.heads.correction import CorrectionConfig, correct_heads
+from core.heads.training import TrainingRefused, predict_logits
 from core.io.images import read_image_bytes
 from core.io.labels import HEAD_NAMES, LABEL_TO_INDEX, LABELS, normalise_label
 

@@ -16,9 +16,10 @@ import numpy as np
 
 from core import config
 from core.features.pipeline import EncodedPairs, encode_pairs
+from core.features.sets import FeatureSet
 from core.features.store import FeatureStore
 from core.heads.calibration import apply_temperature, fit_temperature
-from core.heads.training import FeatureSet, TrainConfig, predict_logits, train_heads
+from core.heads.training import TrainConfig, predict_logits, train_heads
 from core.io.labels import HEAD_NAMES, LABEL_TO_INDEX, LABELS, LabelError, normalise_label
 from core.io.tables import prepare_pairs, read_table
 from core.machine import machine_block
