@@ -77,6 +77,7 @@ class _ProgressBar:
 
 
 def cmd_score(args) -> int:
+    """``score``: score a CSV with the active (or given) head, write the scored CSV; returns the exit status."""
     from core.io.tables import to_safe_csv_bytes
     from core.scoring.batch import score_rows
 
@@ -99,6 +100,8 @@ def cmd_score(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    """``eval``: metrics of the three heads on a labelled CSV, printed and optionally written as JSON; returns the
+    exit status."""
     from core.encoders import encoder_status
     from core.machine import describe_machine, machine_block
     from core.scoring.batch import labelled_metrics, score_rows
@@ -133,6 +136,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_train(args) -> int:
+    """``train``: build a head version folder from labelled CSVs with the recipe; returns the exit status."""
     from core.heads.recipe import build_head
     from core.heads.training import TrainConfig
 
@@ -151,6 +155,8 @@ def cmd_train(args) -> int:
 
 
 def cmd_finetune_text(args) -> int:
+    """``finetune-text``: LoRA-fine-tune the text encoder on labelled texts into an adapter folder; returns the
+    exit status."""
     from core.encoders.finetune import FinetuneConfig, finetune_text_encoder
     from core.io.labels import LABEL_TO_INDEX, normalise_label
     from core.io.tables import read_table
@@ -173,6 +179,7 @@ def cmd_finetune_text(args) -> int:
 
 
 def cmd_explain(args) -> int:
+    """``explain``: print word attributions and image saliency for one pair; returns the exit status."""
     from core.scoring.explain import explain_pair, format_explanation
 
     predictor = _predictor(args.head)
@@ -183,6 +190,7 @@ def cmd_explain(args) -> int:
 
 
 def cmd_quantize_image(args) -> int:
+    """``quantize-image``: rebuild the int8 image graph from calibration pictures; returns the exit status."""
     from core.encoders.quantize import build_int8_image_graph, calibration_files
 
     files = calibration_files(Path(args.csv), Path(args.images), n=args.n)
@@ -192,6 +200,7 @@ def cmd_quantize_image(args) -> int:
 
 
 def cmd_encoders(args) -> int:
+    """``encoders``: list the known specs, whether each loads here, and the int8 check; returns the exit status."""
     from core.encoders import EncoderUnavailable, known_specs, load_image_encoder, load_text_encoder
 
     for kind, spec in known_specs():
@@ -210,6 +219,8 @@ def cmd_encoders(args) -> int:
 
 
 def cmd_resplit(args) -> int:
+    """``resplit``: accuracy over random re-splits of the pooled data, optionally attached to a card; returns the
+    exit status."""
     from core.heads.resplit import resplit_accuracy
 
     data = Path(args.data)
@@ -250,6 +261,7 @@ def cmd_resplit(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand, each with its ``run`` function as a default."""
     from core.encoders import DEFAULT_IMAGE_SPEC, DEFAULT_TEXT_SPEC, MINILM_SPEC
     from core.heads.training import TrainConfig
 
@@ -336,6 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` (default: the command line), run the subcommand, return its exit status; bad input gives one
+    clear line and status 2."""
     args = build_parser().parse_args(argv)
     from core.encoders import EncoderUnavailable
 

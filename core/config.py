@@ -27,28 +27,35 @@ def default_head_dir() -> Path:
 
 
 def home_dir() -> Path:
+    """The user's data folder (``MMSA_HOME``, default ``~/.cache/mmsa``), created if missing."""
     home = Path(os.environ.get("MMSA_HOME") or Path.home() / ".cache" / "mmsa")
     home.mkdir(parents=True, exist_ok=True)
     return home
 
 
 def feature_store_path() -> Path:
+    """The SQLite feature store's file under the home folder."""
     return home_dir() / "features.sqlite"
 
 
 def registry_root() -> Path:
+    """The head registry's root folder under the home folder."""
     return home_dir() / "heads"
 
 
 def shared_data_dir() -> Path:
+    """The shared data folder beside the checkout (``../shared/data``)."""
     return REPO_ROOT.parent / "shared" / "data"
 
 
 def mvsa_dir() -> Path:
+    """MVSA-Single's folder (``MMSA_MVSA_DIR``, default under the shared data folder)."""
     return Path(os.environ.get("MMSA_MVSA_DIR") or shared_data_dir() / "mvsa_single")
 
 
 def data_root() -> Path:
+    """The only server folder the batch page may read images from (``MMSA_DATA_ROOT``, else the shared data folder
+    if present, else the home folder)."""
     configured = os.environ.get("MMSA_DATA_ROOT")
     if configured:
         return Path(configured)

@@ -50,10 +50,12 @@ class Encoder(Protocol):
     notice: str | None
 
     @property
-    def feature_key(self) -> str: ...
+    def feature_key(self) -> str:
+        """What the feature store files this machine's vectors under."""
 
     @property
-    def runtime(self) -> str: ...
+    def runtime(self) -> str:
+        """What runs the encoder here: 'torch', 'onnxruntime', ..."""
 
     def encode(self, items: Sequence, batch_size: int = ...) -> np.ndarray:
         """A batch of inputs (texts or PIL pictures) → float32 array of shape (len(items), dim)."""
@@ -132,11 +134,13 @@ def _weight_files(folder: Path) -> list[Path]:
 
 @dataclass(frozen=True)
 class EncoderInfo:
+    """The (spec, id, dim) triple a head card records for each encoder."""
     spec: str
     id: str
     dim: int
 
     def as_dict(self) -> dict:
+        """The triple as a card's ``text_encoder`` / ``image_encoder`` entry."""
         return {"spec": self.spec, "id": self.id, "dim": self.dim}
 
 

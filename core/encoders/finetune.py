@@ -25,6 +25,8 @@ from core.heads.training import class_weights, seed_everything
 
 @dataclass
 class FinetuneConfig:
+    """Settings of one LoRA fine-tuning run of the text encoder (epochs, batch, learning rate, LoRA rank / alpha /
+    dropout, token cap, seed, adapted modules)."""
     epochs: int = 2
     batch_size: int = 32
     lr: float = 5e-4

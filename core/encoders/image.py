@@ -52,11 +52,13 @@ class ImageEncoder:
         return "onnxruntime" if self._onnx.runner is not None and not self._onnx.failed else "torch"
 
     def onnx_runner(self):
+        """The ONNX Runtime graph of this encoder (exported on first use), or None to stay in PyTorch."""
         from core.encoders.onnx import image_runner
         return self._onnx.get(self, image_runner)
 
     @property
     def info(self) -> EncoderInfo:
+        """The encoder's (spec, id, dim) for a card."""
         return EncoderInfo(self.spec, self.id, self.dim)
 
     @property
@@ -65,6 +67,7 @@ class ImageEncoder:
         return self.store_id or self.id
 
     def describe(self) -> str:
+        """The spec as cards and reports record it."""
         return self.spec
 
     def decode(self, data: bytes) -> Image.Image:
@@ -73,13 +76,17 @@ class ImageEncoder:
         return decode_image(data, draft_size=self.draft_size)
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
+        """One picture → CHW float tensor, the network's input (each encoder defines it)."""
         raise NotImplementedError
 
     def forward_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """A pixel batch (n, C, H, W) → features (n, dim) in PyTorch (each encoder defines it)."""
         raise NotImplementedError
 
     @torch.inference_mode()
     def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
+        """A pixel batch → float32 features (n, dim), through ONNX Runtime when available; counts the pictures
+        encoded."""
         runner = self.onnx_runner()
         if runner is not None:
             feats = runner.run(pixels=pixels)
@@ -89,6 +96,7 @@ class ImageEncoder:
         return feats
 
     def encode(self, images: Sequence[Image.Image], batch_size: int = 16) -> np.ndarray:
+        """PIL pictures → float32 features (len(images), dim), ``batch_size`` at a time."""
         out = np.zeros((len(images), self.dim), dtype=np.float32)
         for start in range(0, len(images), batch_size):
             chunk = images[start:start + batch_size]
@@ -149,10 +157,12 @@ class EfficientNetLite0Encoder(ImageEncoder):
         self.id = f"image:{self.spec}:{_hash_files([weights])}"
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
+        """Resize and centre-crop to 224 px, scale as (x - 127) / 128 → CHW float tensor."""
         array = np.asarray(resize_and_center_crop(image, self.image_size), dtype=np.float32)
         return torch.from_numpy((array - 127.0) / 128.0).permute(2, 0, 1)
 
     def forward_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Pixels → 1280-d features after global average pooling."""
         pixels = pixels.contiguous(memory_format=torch.channels_last)
         return self.model.extract_features(pixels).mean(dim=(2, 3))
 
@@ -197,6 +207,7 @@ class EfficientNetLite0Int8Encoder(EfficientNetLite0Encoder):
 
     @property
     def runtime(self) -> str:
+        """'onnxruntime-int8' where the int8 check passed on this CPU, else says the fp32 network serves."""
         return "onnxruntime-int8" if self.check.passed else "fp32 (int8 check failed on this CPU)"
 
     def int8_runner(self):
@@ -207,6 +218,7 @@ class EfficientNetLite0Int8Encoder(EfficientNetLite0Encoder):
         return self._int8_runner
 
     def onnx_runner(self):
+        """The int8 graph where its check passed, else the fp32 graph (or None)."""
         return self.int8_runner() if self.check.passed else super().onnx_runner()
 
 
@@ -231,9 +243,11 @@ class HuggingFaceImageEncoder(ImageEncoder):
         self.id = f"image:{spec}:{weights_id}"
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
+        """One picture → CHW tensor through the model's own image processor."""
         return self.processor(images=image.convert("RGB"), return_tensors="pt")["pixel_values"][0]
 
     def forward_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Pixels → the CLS vector of the last hidden state (n, dim)."""
         return self.model(pixel_values=pixels).last_hidden_state[:, 0]
 
 

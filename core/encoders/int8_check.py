@@ -51,11 +51,13 @@ class Int8Check:
     checked_at: str
 
     def summary(self) -> str:
+        """One line for reports: passed or failed, on which CPU, median and minimum cosine."""
         verdict = "passed" if self.passed else "FAILED"
         return (f"int8 check {verdict} on this CPU ({self.cpu}): cosine to the fp32 network median "
                 f"{self.median_cosine:.3f}, min {self.min_cosine:.3f} on {self.n_pictures} reference photos")
 
     def as_dict(self) -> dict:
+        """The check's fields as a plain dict (for JSON)."""
         return asdict(self)
 
 

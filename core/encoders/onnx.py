@@ -69,6 +69,8 @@ def session_threads() -> int:
 
 
 def cache_folder(encoder_id: str, kind: str) -> Path:
+    """The folder an encoder's exported graph is cached in: keyed by encoder id, kind, export format and the torch
+    / onnxruntime versions."""
     import onnxruntime
 
     tag = f"{encoder_id}|{kind}|{EXPORT_FORMAT}|opset{OPSET}|torch{torch.__version__}|ort{onnxruntime.__version__}"
@@ -107,6 +109,7 @@ def text_probe(encoder) -> dict[str, torch.Tensor]:
 
 
 def image_probe(encoder, n: int = 2) -> torch.Tensor:
+    """``n`` seeded random pixel batches at the encoder's input size, for export and the parity check."""
     generator = torch.Generator().manual_seed(0)
     return torch.rand((n, 3, encoder.image_size, encoder.image_size), generator=generator) * 2 - 1
 
@@ -157,6 +160,7 @@ class OnnxRunner:
         self.input_names = [i.name for i in self.session.get_inputs()]
 
     def run(self, **inputs) -> np.ndarray:
+        """Run the graph on named inputs (tensors or arrays); returns the float32 output."""
         feeds = {name: _as_numpy(inputs[name]) for name in self.input_names}
         return self.session.run(None, feeds)[0].astype(np.float32, copy=False)
 
@@ -210,6 +214,8 @@ def text_runner(encoder) -> OnnxRunner | None:
 
 
 def image_runner(encoder) -> OnnxRunner | None:
+    """An image encoder's graph exported, parity-checked against PyTorch and loaded; None where export or parity
+    fails."""
     pixels = image_probe(encoder, 2)
     probes = [{"pixels": pixels}, {"pixels": image_probe(encoder, 1)}]
     axes = {"pixels": {0: "batch"}, "features": {0: "batch"}}

@@ -58,11 +58,13 @@ class TextEncoder:
         return "onnxruntime" if self._onnx.runner is not None and not self._onnx.failed else "torch"
 
     def onnx_runner(self):
+        """The ONNX Runtime graph of this encoder (exported on first use), or None to stay in PyTorch."""
         from core.encoders.onnx import text_runner
         return self._onnx.get(self, text_runner)
 
     @property
     def info(self) -> EncoderInfo:
+        """The encoder's (spec with adapter, id, dim) for a card."""
         return EncoderInfo(self.describe(), self.id, self.dim)
 
     @property
@@ -73,9 +75,11 @@ class TextEncoder:
     notice: str | None = None
 
     def describe(self) -> str:
+        """The spec as cards and reports record it, with ``+adapter:NAME`` when a LoRA adapter is merged."""
         return self.spec if self.adapter is None else f"{self.spec}+adapter:{self.adapter.name}"
 
     def tokenize(self, texts: Sequence[str]):
+        """Texts → padded, truncated PyTorch token batch (input_ids, attention_mask)."""
         return self.tokenizer(list(texts), padding=True, truncation=True,
                               max_length=self.max_tokens, return_tensors="pt")
 
@@ -110,12 +114,14 @@ class TextEncoder:
         return [count > self.max_tokens for count in self.token_counts(texts)]
 
     def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Hidden states (n, tokens, d) → (n, d): the CLS vector or the mean over real tokens."""
         if self.pooling == "cls":
             return hidden[:, 0]
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 
     def forward_features(self, input_ids, attention_mask) -> torch.Tensor:
+        """Token batch → features (n, dim) in PyTorch: the pooled last layer, or the chosen layers side by side."""
         if self.layers is None:
             hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
             return self.pool(hidden, attention_mask)
@@ -125,6 +131,7 @@ class TextEncoder:
 
     @torch.inference_mode()
     def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """Texts → float32 features (len(texts), dim); non-strings count as empty texts."""
         texts = [t if isinstance(t, str) else "" for t in texts]
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:

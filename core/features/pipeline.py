@@ -26,6 +26,7 @@ IMAGE_BATCH = 16  # images per encoder call (measured in bench/bench_scoring.py;
 
 @dataclass
 class EncodedPairs:
+    """Feature matrices of a batch of pairs, with per-row presence flags, errors and warnings."""
     text: np.ndarray            # (n, text_dim); zeros where a row has no text
     image: np.ndarray           # (n, image_dim); zeros where a row has no image
     has_text: np.ndarray        # bool (n,)

@@ -22,11 +22,13 @@ class FeatureSet:
         return len(self.labels)
 
     def subset(self, idx) -> "FeatureSet":
+        """The rows ``idx`` (any numpy index) as a new FeatureSet."""
         pick = lambda a: None if a is None else a[idx]  # noqa: E731
         return FeatureSet(self.text[idx], self.image[idx], self.labels[idx],
                           pick(self.text_labels), pick(self.image_labels))
 
     def fingerprint(self) -> str:
+        """A short sha256 of the text, image and label arrays (recorded in cards)."""
         digest = hashlib.sha256()
         for array in (self.text, self.image, self.labels):
             digest.update(np.ascontiguousarray(array).tobytes())
@@ -34,6 +36,7 @@ class FeatureSet:
 
 
 def concat_sets(a: FeatureSet, b: FeatureSet) -> FeatureSet:
+    """The rows of ``a`` then ``b`` as one FeatureSet; per-modality labels kept only when both have them."""
     def join(x, y):
         return None if x is None or y is None else np.concatenate([x, y])
     return FeatureSet(np.concatenate([a.text, b.text]), np.concatenate([a.image, b.image]),

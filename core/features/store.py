@@ -16,6 +16,7 @@ import numpy as np
 
 
 def content_key(content: str | bytes) -> str:
+    """The store key of a text or of image bytes: the sha256 of its content."""
     data = content.encode("utf-8") if isinstance(content, str) else content
     return hashlib.sha256(data).hexdigest()
 
@@ -39,6 +40,7 @@ class FeatureStore:
         self._db.commit()
 
     def get_many(self, encoder_id: str, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        """Stored vectors of ``keys`` under ``encoder_id``: a dict key → vector of those found."""
         found: dict[str, np.ndarray] = {}
         unique = list(dict.fromkeys(keys))
         with self._lock:
@@ -53,6 +55,7 @@ class FeatureStore:
         return found
 
     def put_many(self, encoder_id: str, keys: Sequence[str], vectors: np.ndarray) -> None:
+        """Store ``vectors`` (one row per key) under ``encoder_id``, replacing earlier ones."""
         vectors = np.asarray(vectors, dtype=np.float32)
         rows = [(encoder_id, key, int(vec.shape[0]), vec.tobytes()) for key, vec in zip(keys, vectors)]
         with self._lock:
@@ -60,6 +63,7 @@ class FeatureStore:
             self._db.commit()
 
     def count(self, encoder_id: str | None = None) -> int:
+        """How many vectors are stored, for one encoder id or all."""
         with self._lock:
             if encoder_id is None:
                 return self._db.execute("SELECT COUNT(*) FROM features").fetchone()[0]
@@ -67,6 +71,7 @@ class FeatureStore:
                                     (encoder_id,)).fetchone()[0]
 
     def close(self) -> None:
+        """Close the database connection."""
         with self._lock:
             self._db.close()
 

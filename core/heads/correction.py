@@ -28,6 +28,8 @@ from core.io.labels import HEAD_NAMES, LABELS
 
 @dataclass
 class CorrectionConfig:
+    """Settings of a correction run: step size, epochs, batch, replayed pairs and what they are held to, weight of
+    the corrections, when to stop."""
     # Chosen on MVSA dev with the shipped head (three sets of 20 wrong dev pairs, the other 430 as the
     # check): lr 3e-4 with 512 replayed pairs fixed all 20 but cost 2-3 points elsewhere; a small
     # step, the whole training set replayed and stopping at the first all-right epoch fixed all 20.

@@ -27,6 +27,7 @@ from core.io.labels import HEAD_NAMES, LABEL_TO_INDEX, LABELS, normalise_label
 
 @dataclass
 class CorrectionItem:
+    """One labelled pair collected for correction: text, image bytes, label (normalised), where it came from."""
     text: str
     image: bytes
     label: str
@@ -73,18 +74,22 @@ class CorrectionSet:
         return True
 
     def remove(self, ids: Sequence[str]) -> None:
+        """Drop the items with these ids."""
         drop = set(ids)
         self.items = [item for item in self.items if item.id not in drop]
 
     def clear(self) -> None:
+        """Drop every item."""
         self.items = []
 
     def frame(self) -> pd.DataFrame:
+        """The items as a table (id, text, image, label, from) for display."""
         return pd.DataFrame([{"id": i.id, "text": i.text, "image": i.image_name, "label": i.label,
                               "from": i.source} for i in self.items],
                             columns=["id", "text", "image", "label", "from"])
 
     def label_counts(self) -> dict[str, int]:
+        """How many items carry each label (every label present, zero included)."""
         counts = {label: 0 for label in LABELS}
         for item in self.items:
             counts[item.label] += 1
@@ -124,6 +129,7 @@ def features_for(items: Sequence[CorrectionItem], predictor) -> FeatureSet:
 
 
 def head_accuracies(model, data: FeatureSet | None) -> dict[str, float]:
+    """Accuracy of each head of ``model`` on ``data``; empty when there is no data."""
     if data is None or len(data) == 0:
         return {}
     logits = predict_logits(model, data)
@@ -138,6 +144,8 @@ def fused_predictions(model, data: FeatureSet) -> tuple[list[str], np.ndarray]:
 
 @dataclass
 class CorrectionRun:
+    """The outcome of one correction run: the corrected model, its history, per-pair before / after and reference
+    accuracies."""
     model: object                        # the corrected LateFusionHeads (a copy; the base is untouched)
     history: list[dict]
     pairs: pd.DataFrame                  # per item: label, fused prediction before / after
@@ -149,10 +157,12 @@ class CorrectionRun:
 
     @property
     def right_before(self) -> int:
+        """Correction pairs the base head got right."""
         return int(self.pairs["right_before"].sum())
 
     @property
     def right_after(self) -> int:
+        """Correction pairs the corrected head gets right."""
         return int(self.pairs["right_after"].sum())
 
 

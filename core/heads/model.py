@@ -49,6 +49,7 @@ class HeadShape:
 
 @dataclass
 class HeadConfig:
+    """The shape of a set of heads: input sizes, hidden units, dropout, classes, members per head."""
     text_dim: int
     image_dim: int
     hidden: int = HeadShape.hidden
@@ -57,10 +58,12 @@ class HeadConfig:
     members: int = 1
 
     def as_dict(self) -> dict:
+        """The config as a plain dict (for cards)."""
         return asdict(self)
 
 
 def mlp(in_dim: int, hidden: int, dropout: float, n_classes: int) -> nn.Sequential:
+    """One member MLP: Linear → GELU → Dropout → Linear, ``in_dim`` → ``n_classes`` logits."""
     return nn.Sequential(
         nn.Linear(in_dim, hidden),
         nn.GELU(),
@@ -93,10 +96,12 @@ class MemberMLPs(nn.Module):
         return torch.baddbmm(self.b2.unsqueeze(1), hidden, self.w2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Inputs (n, in_dim) → the members' mean logits (n, classes)."""
         return self.member_logits(x).mean(0)
 
 
 def head_mlp(in_dim: int, config: HeadConfig) -> nn.Module:
+    """One head for ``config``: a single MLP, or ``MemberMLPs`` when it has several members."""
     # One member keeps the plain nn.Sequential (and its tensor names), so saved versions still load.
     if config.members == 1:
         return mlp(in_dim, config.hidden, config.dropout, config.n_classes)
@@ -109,6 +114,7 @@ def member_logits(head: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 class LateFusionHeads(nn.Module):
+    """The text, image and fused heads over frozen features, with the input normalisation they were trained with."""
     def __init__(self, config: HeadConfig):
         super().__init__()
         self.config = config
@@ -127,6 +133,7 @@ class LateFusionHeads(nn.Module):
         })
 
     def fit_normalisation(self, text: np.ndarray, image: np.ndarray) -> None:
+        """Set the per-dimension mean and (floored) std of the inputs from training features."""
         for name, feats in (("text", text), ("image", image)):
             tensor = torch.as_tensor(feats, dtype=torch.float32)
             getattr(self, f"{name}_mean").copy_(tensor.mean(0))
@@ -136,9 +143,11 @@ class LateFusionHeads(nn.Module):
             getattr(self, f"{name}_std").copy_(torch.maximum(std, 0.1 * std.mean()).clamp(min=1e-6))
 
     def normalise(self, text: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Text and image features → normalised by the stored mean and std."""
         return (text - self.text_mean) / self.text_std, (image - self.image_mean) / self.image_std
 
     def forward(self, text: torch.Tensor, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Text (n, text_dim) and image (n, image_dim) features → logits per head ("text", "image", "fused")."""
         text, image = self.normalise(text, image)
         text, image = self.input_dropout(text), self.input_dropout(image)
         return {
@@ -152,10 +161,13 @@ class LateFusionHeads(nn.Module):
         return {name: t.detach().cpu().contiguous().clone() for name, t in self.state_dict().items()}
 
     def tensor_shapes(self) -> dict[str, list[int]]:
+        """Name → shape of every tensor in the state dict (what a card is checked against)."""
         return {name: list(t.shape) for name, t in self.state_dict().items()}
 
     @classmethod
     def from_tensors(cls, tensors: dict[str, torch.Tensor], config: HeadConfig) -> "LateFusionHeads":
+        """Heads of ``config`` loaded from saved tensors; ValueError naming missing, extra or wrongly shaped
+        tensors."""
         model = cls(config)
         expected = model.tensor_shapes()
         got = {name: list(t.shape) for name, t in tensors.items()}

@@ -29,6 +29,7 @@ from core.scoring.metrics import classification_metrics, expected_calibration_er
 
 @dataclass
 class LabelledSet:
+    """A labelled CSV encoded: its features, the usable rows aligned with them, and the rows left out with why."""
     features: FeatureSet
     frame: object            # the CSV rows that were usable (pandas DataFrame), aligned with features
     skipped: list[str]       # "row 12: reason" for rows left out
@@ -78,6 +79,7 @@ def _optional_labels(frame, column: str) -> np.ndarray | None:
 
 
 def fit_temperatures(model, dev: FeatureSet) -> dict[str, float]:
+    """Per head, the temperature that calibrates ``model``'s probabilities on ``dev`` (rounded to 4 places)."""
     logits = predict_logits(model, dev)
     return {name: round(float(fit_temperature(logits[name], dev.labels)), 4) for name in HEAD_NAMES}
 

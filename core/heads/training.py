@@ -29,6 +29,8 @@ class TrainingRefused(ValueError):
 
 @dataclass
 class TrainConfig:
+    """Settings of a training run from scratch: head shape, optimiser, batch, epochs, patience, seed, class
+    weighting, branch labels."""
     # The head shape (core.heads.model.HeadShape: 5 × 32-unit MLPs, dropout 0.5) and no class weighting were
     # chosen by 5-fold cross-validation on MVSA train: held-out fused accuracy 0.702 (one 256-unit
     # MLP, sqrt weights) → 0.730; weighted F1 0.700 → 0.720 (docs/experiments.md).
@@ -49,11 +51,13 @@ class TrainConfig:
     branch_labels: str = "pair"
 
     def as_dict(self) -> dict:
+        """The config as a plain dict (for cards)."""
         return asdict(self)
 
 
 @dataclass
 class TrainResult:
+    """A trained model with its per-epoch history, each head's best epoch, and whether it stopped early."""
     model: LateFusionHeads
     history: list[dict] = field(default_factory=list)
     best_epoch: dict[str, int] = field(default_factory=dict)
@@ -64,6 +68,7 @@ MIN_TRAIN_PAIRS = 6
 
 
 def check_trainable(labels: np.ndarray, minimum: int = MIN_TRAIN_PAIRS) -> None:
+    """Raise TrainingRefused unless ``labels`` has at least ``minimum`` pairs and two different labels."""
     if len(labels) < minimum:
         raise TrainingRefused(f"training needs at least {minimum} labelled pairs; got {len(labels)}")
     present = sorted({LABELS[i] for i in np.unique(labels)})
@@ -80,6 +85,7 @@ _TRAINING_LOCK = threading.RLock()
 
 
 def one_training_at_a_time(train_fn):
+    """Decorator: the wrapped training function holds the process-wide training lock while it runs."""
     @functools.wraps(train_fn)
     def locked(*args, **kwargs):
         with _TRAINING_LOCK:
@@ -88,12 +94,15 @@ def one_training_at_a_time(train_fn):
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's global random generators."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
 
 
 def class_weights(labels: np.ndarray, mode: str) -> torch.Tensor:
+    """Per-class loss weights for ``labels``: 'none', 'sqrt' (∝ 1/sqrt(frequency)) or 'inverse' (∝ 1/frequency),
+    mean weight per example 1."""
     counts = np.bincount(labels, minlength=len(LABELS)).astype(np.float64)
     counts = np.maximum(counts, 1.0)
     if mode == "none":
@@ -109,6 +118,7 @@ def class_weights(labels: np.ndarray, mode: str) -> torch.Tensor:
 
 
 def head_targets(data: FeatureSet, branch_labels: str) -> dict[str, torch.Tensor]:
+    """The label tensor each head learns: the pair label, or for 'modality' the text / image labels where given."""
     pair = torch.as_tensor(data.labels, dtype=torch.long)
     targets = {"text": pair, "image": pair, "fused": pair}
     if branch_labels == "modality":
@@ -121,6 +131,7 @@ def head_targets(data: FeatureSet, branch_labels: str) -> dict[str, torch.Tensor
 
 @torch.no_grad()
 def predict_logits(model: LateFusionHeads, data: FeatureSet, batch_size: int = 1024) -> dict[str, np.ndarray]:
+    """Logits of every head on ``data`` in eval mode, ``batch_size`` rows at a time: head → (n, classes) array."""
     model.eval()
     parts: dict[str, list[np.ndarray]] = {name: [] for name in HEAD_NAMES}
     for start in range(0, len(data), batch_size):

@@ -55,6 +55,7 @@ class PairRow:
 
     @property
     def ok(self) -> bool:
+        """True when the row can be scored (no error)."""
         return self.error is None
 
 

@@ -196,6 +196,7 @@ class HeadRegistry:
     # ---- reading
 
     def card(self, version: str) -> dict:
+        """The validated card of a version (the builtin's marked ``builtin``); RegistryError if missing or corrupt."""
         folder, is_builtin = self._folder(version)
         card = _read_card_file(folder, version)
         if is_builtin:

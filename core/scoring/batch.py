@@ -23,6 +23,7 @@ PROBABILITY_COLUMNS = [f"p_{head}_{label}" for head in HEAD_NAMES for label in L
 
 @dataclass
 class Progress:
+    """How far a batch run is: rows done of total, seconds so far, rows with errors."""
     done: int
     total: int
     elapsed_s: float
@@ -30,6 +31,7 @@ class Progress:
 
     @property
     def eta_s(self) -> float | None:
+        """Seconds left at the pace so far; None before the first row."""
         if self.done == 0:
             return None
         return self.elapsed_s / self.done * (self.total - self.done)
@@ -37,6 +39,7 @@ class Progress:
 
 @dataclass
 class BatchResult:
+    """What a batch run produced: the scored rows so far, how many are done, and why it stopped if it did."""
     frame: pd.DataFrame          # one row per scored input row, in input order
     completed: int               # rows [0, completed) are in ``frame``
     total: int
@@ -44,6 +47,7 @@ class BatchResult:
 
     @property
     def finished(self) -> bool:
+        """True when every row was scored and nothing failed."""
         return self.completed >= self.total and self.failure is None
 
 
@@ -75,6 +79,8 @@ def score_rows(rows: Sequence, predictor, *, chunk_size: int = 64, start: int = 
 
 
 def score_chunk(rows: Sequence, predictor) -> pd.DataFrame:
+    """Score one chunk of pair rows with ``predictor``: a frame of probabilities, predictions, conflicts and status
+    per row."""
     encoded = encode_pairs(rows, predictor.text_encoder, predictor.image_encoder, predictor.store)
     with one_torch_thread():
         probs = predictor.probabilities(encoded.text, encoded.image, encoded.has_text, encoded.has_image)
@@ -143,15 +149,18 @@ def _floats_or_none(values: np.ndarray, keep: np.ndarray):
 
 
 def result_columns() -> list[str]:
+    """The columns of a scored table, in order."""
     return ["row", "id", "text", "image", "label", *PROBABILITY_COLUMNS, "text_prediction", "image_prediction",
             "prediction", "confidence", "prediction_source", "conflict", "status", "message"]
 
 
 def empty_result() -> pd.DataFrame:
+    """A scored table with no rows."""
     return pd.DataFrame(columns=result_columns())
 
 
 def head_probabilities(frame: pd.DataFrame, head: str) -> np.ndarray:
+    """One head's probability columns of a scored table as an (n, classes) array."""
     return frame[[f"p_{head}_{label}" for label in LABELS]].to_numpy(dtype=float)
 
 

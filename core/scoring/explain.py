@@ -53,6 +53,8 @@ OCCLUSION_MAX_CELLS = 12    # cap along the long side (panoramas)
 
 @dataclass
 class Explanation:
+    """Why a pair got its labels: per-token scores per head, the predicted labels and their confidence, an image
+    saliency map, notes."""
     tokens: list[str]                       # words of the text as shown to the user (whitespace split)
     token_scores: dict[str, list[float]]    # "text" and, with an image, "fused": one score per token
     predicted: dict[str, str]               # head → predicted label for the heads present
@@ -362,6 +364,7 @@ def ascii_heatmap(heatmap: np.ndarray, width: int = 32) -> list[str]:
 
 
 def format_explanation(explanation: Explanation, top_words: int = 12) -> str:
+    """An explanation as plain text for the CLI: predictions, then the ``top_words`` strongest words."""
     e = explanation
     lines = ["Predictions"]
     for head, label in e.predicted.items():

@@ -30,6 +30,8 @@ class HeadMismatch(ValueError):
 
 @dataclass
 class PairPrediction:
+    """One pair scored: probabilities per head, the label with its confidence and source head, the conflict flag,
+    warnings, timings."""
     probs: dict[str, np.ndarray | None]          # head → (3,) probabilities, None when absent
     label: str | None                            # from the fused head, else the one head present
     confidence: float | None
@@ -41,6 +43,7 @@ class PairPrediction:
 
 
 def heads_from_card(tensors: dict[str, torch.Tensor], card: dict) -> LateFusionHeads:
+    """LateFusionHeads built from a version's tensors with the shape its card records."""
     shape = HeadShape.from_card(card)
     head = HeadConfig(text_dim=int(card["text_encoder"]["dim"]), image_dim=int(card["image_encoder"]["dim"]),
                       hidden=shape.hidden, dropout=shape.dropout, members=shape.members)
@@ -48,6 +51,7 @@ def heads_from_card(tensors: dict[str, torch.Tensor], card: dict) -> LateFusionH
 
 
 def check_card_matches(card: dict, text_encoder, image_encoder) -> None:
+    """Raise HeadMismatch unless the card's encoder ids and sizes are those of the loaded encoders."""
     for kind, encoder in (("text_encoder", text_encoder), ("image_encoder", image_encoder)):
         want = card[kind]
         if want.get("id") != encoder.id or int(want.get("dim")) != encoder.dim:
@@ -59,6 +63,8 @@ def check_card_matches(card: dict, text_encoder, image_encoder) -> None:
 
 
 class Predictor:
+    """Scores pairs with one head version: encoders, heads, calibration temperatures and the feature store
+    together."""
     def __init__(self, text_encoder, image_encoder, heads: LateFusionHeads, card: dict,
                  store: FeatureStore | None = None):
         check_card_matches(card, text_encoder, image_encoder)
@@ -81,6 +87,7 @@ class Predictor:
     # ----- features → probabilities --------------------------------------------------------
     @torch.no_grad()
     def logits(self, text: np.ndarray, image: np.ndarray) -> dict[str, np.ndarray]:
+        """Text and image feature matrices → raw logits per head."""
         out = self.heads(torch.as_tensor(text, dtype=torch.float32), torch.as_tensor(image, dtype=torch.float32))
         return {name: value.numpy() for name, value in out.items()}
 
@@ -97,11 +104,13 @@ class Predictor:
         return probs
 
     def conflicts(self, probs: dict[str, np.ndarray]) -> np.ndarray:
+        """Per row, whether the text-only and image-only heads disagree (the modality-conflict rule)."""
         text, image = np.nan_to_num(probs["text"]), np.nan_to_num(probs["image"])
         return conflict_flags(text, image, self.conflict_threshold)
 
     # ----- one pair (the explorer page) ----------------------------------------------------
     def predict_pair(self, text: str | None = None, image: bytes | Image.Image | None = None) -> PairPrediction:
+        """Score one text and/or one image (bytes or PIL picture): a PairPrediction."""
         started = time.perf_counter()
         timings, warnings = {}, []
         text = text.strip() if isinstance(text, str) else None
@@ -154,6 +163,7 @@ class Predictor:
 
 
 def load_encoders_for_card(card: dict):
+    """(text encoder, image encoder) as a card names them, the text adapter included."""
     text_spec = card["text_encoder"]["spec"].split("+adapter:")[0]
     adapter = config.resolve_repo_path(card["text_encoder"].get("adapter"))
     return load_text_encoder(text_spec, adapter=adapter), load_image_encoder(card["image_encoder"]["spec"])
