@@ -10,6 +10,7 @@ from core.scoring.metrics import (
     expected_calibration_error,
     metrics_for_heads,
     reliability_bins,
+    weighted_f1,
 )
 
 
@@ -93,3 +94,15 @@ def test_mismatched_shapes_are_a_clear_error():
         classification_metrics([0, 1], np.ones((3, 3)) / 3)
     with pytest.raises(ValueError):
         classification_metrics([0, 1], np.ones((2, 2)) / 2)
+
+
+def test_weighted_f1_is_scikit_learns_on_any_labels():
+    """Training's per-epoch weighted F1 is scikit-learn's, including classes never predicted or absent."""
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(0)
+    cases = [(rng.integers(0, 3, 200), rng.integers(0, 3, 200)), (np.array([0, 0, 2, 2]), np.array([0, 2, 2, 2])),
+             (np.array([1, 1, 1]), np.array([0, 0, 0])), (np.array([2, 2]), np.array([2, 2]))]
+    for y_true, y_pred in cases:
+        expected = f1_score(y_true, y_pred, labels=[0, 1, 2], average="weighted", zero_division=0)
+        assert weighted_f1(y_true, y_pred) == pytest.approx(expected, abs=1e-12)
