@@ -138,7 +138,9 @@ if trained:
     st.markdown("**Save this correction**")
     s1, s2 = st.columns([3, 1])
     note = s1.text_input("Note for this version", key="correct_note", placeholder="e.g. sarcastic complaints are negative")
-    activate_now = s2.checkbox("Activate after saving", value=True, key="correct_activate_now")
+    activate_now = s2.checkbox("Activate after saving", value=False, key="correct_activate_now",
+                               help="Makes the saved version the one every user gets. Leave it off to check the "
+                                    "version first and activate it below when ready.")
     if st.button("Save as a new version", key="correct_save"):
         card = corrected_card(trained["base_card"], run, reference_name=trained["reference"],
                               base_version=trained["base_version"], config=trained["settings"])

@@ -4,16 +4,40 @@ from __future__ import annotations
 import io
 import zipfile
 
+import pytest
+
 from .conftest import button, make_pair_set, open_page, texts
 
 
-def test_train_save_and_roll_back_a_correction(app_env, tmp_path):
-    csv = make_pair_set(tmp_path, n_per_class=3, seed=21)
+@pytest.fixture()
+def fresh_home(app_env, tmp_path, monkeypatch):
+    """A registry of its own for one test (nothing saved or activated yet); the fixture head stays builtin."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("MMSA_HOME", str(home))
+    return home
+
+
+def upload_pairs(at, folder, n_per_class=3, seed=21):
+    """Put a labelled CSV and a zip of its images into the upload tab and add them; returns the CSV path."""
+    csv = make_pair_set(folder, n_per_class=n_per_class, seed=seed)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        for image in (tmp_path / "images").iterdir():
+        for image in (folder / "images").iterdir():
             archive.write(image, f"images/{image.name}")
+    at.file_uploader(key="correct_csv").set_value(("labelled.csv", csv.read_bytes(), "text/csv"))
+    at.file_uploader(key="correct_images").set_value(("images.zip", buffer.getvalue(), "application/zip")).run()
+    button(at, "correct_add_upload").click().run()
+    assert not at.error, [e.value for e in at.error]
+    return csv
 
+
+def train(at, epochs=5):
+    at.number_input(key="correct_epochs").set_value(epochs).run()
+    button(at, "correct_train").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+
+
+def test_train_save_and_roll_back_a_correction(app_env, tmp_path):
     from core.registry import open_registry
 
     at = open_page("correct")
@@ -21,20 +45,16 @@ def test_train_save_and_roll_back_a_correction(app_env, tmp_path):
     builtin = at.selectbox(key="correct_version").value
     assert builtin == open_registry().active_version()  # the page opens on the version being served
     assert len(at.session_state["corrections"]) == 0
-    at.file_uploader(key="correct_csv").set_value(("labelled.csv", csv.read_bytes(), "text/csv"))
-    at.file_uploader(key="correct_images").set_value(("images.zip", buffer.getvalue(), "application/zip")).run()
-    button(at, "correct_add_upload").click().run()
-    assert not at.error, [e.value for e in at.error]
+    upload_pairs(at, tmp_path)
     assert len(at.session_state["corrections"]) == 9
 
-    at.number_input(key="correct_epochs").set_value(5).run()
-    button(at, "correct_train").click().run()
-    assert not at.exception and not at.error, [e.value for e in at.error]
+    train(at)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Correction pairs right"].endswith("/ 9")
     assert any(label.startswith("Fused accuracy") for label in metrics)
 
     at.text_input(key="correct_note").input("drawn pairs").run()
+    at.checkbox(key="correct_activate_now").check().run()
     button(at, "correct_save").click().run()
     assert not at.error, [e.value for e in at.error]
     assert "and made it active for everyone" in texts(at)
@@ -50,6 +70,21 @@ def test_train_save_and_roll_back_a_correction(app_env, tmp_path):
     assert not at.error
     assert registry.active_version() == builtin
     assert f"Rolled back: version {builtin} is active again" in texts(at)
+
+
+def test_saving_without_ticking_activate_changes_nothing_for_anyone(fresh_home, tmp_path):
+    from core.registry import open_registry
+
+    at = open_page("correct")
+    before = open_registry().active_version()
+    upload_pairs(at, tmp_path)
+    train(at, epochs=2)
+    button(at, "correct_save").click().run()
+    assert not at.error, [e.value for e in at.error]
+    assert "not active: activate it below when ready" in texts(at)
+    registry = open_registry()
+    assert registry.active_version() == before
+    assert len(registry.versions()) == 2  # the saved version is there, just not served
 
 
 def test_upload_a_version_zip_and_refuse_garbage(app_env):
