@@ -182,6 +182,15 @@ st.dataframe(pd.DataFrame([{
 } for c in cards]), hide_index=True,
              column_config={"active": st.column_config.CheckboxColumn("active", width="small")})
 
+
+def _can_roll_back() -> bool:
+    """Whether the registry remembers an earlier active version (what Roll back would re-activate)."""
+    try:
+        return bool(eng.registry._read_state()["history"])
+    except RegistryError:
+        return False
+
+
 ids = [c["version"] for c in cards]
 if "correct_version_next" in state:
     state["correct_version"] = state.pop("correct_version_next")
@@ -199,7 +208,10 @@ with v2:
             st.rerun()
         except RegistryError as error:
             st.error(f"Could not activate: {error}")
-    if b2.button("Roll back", key="correct_rollback", help="Re-activate the version that was active before this one."):
+    can_roll_back = _can_roll_back()
+    if b2.button("Roll back", key="correct_rollback", disabled=not can_roll_back,
+                 help="Re-activate the version that was active before this one." if can_roll_back else
+                 "Nothing to roll back to: no earlier active version (only this one has ever been active)."):
         try:
             back = eng.registry.rollback()
             state["correct_version_next"] = back  # the selectbox exists already: set it on the rerun

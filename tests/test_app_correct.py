@@ -87,6 +87,23 @@ def test_saving_without_ticking_activate_changes_nothing_for_anyone(fresh_home, 
     assert len(registry.versions()) == 2  # the saved version is there, just not served
 
 
+def test_roll_back_is_disabled_with_nothing_to_roll_back_to(fresh_home):
+    from core.registry import open_registry
+
+    at = open_page("correct")  # only the builtin has ever been active
+    rollback = button(at, "correct_rollback")
+    assert rollback.disabled
+    assert "no earlier active version" in rollback.help
+
+    registry = open_registry()
+    tensors, card = registry.load(registry.active_version())
+    tensors = {name: t + 0.01 for name, t in tensors.items()}
+    other = registry.save(tensors, {k: v for k, v in card.items() if k not in ("version", "builtin", "created_at")})
+    registry.activate(other)
+    at.run()
+    assert not button(at, "correct_rollback").disabled
+
+
 def test_upload_a_version_zip_and_refuse_garbage(app_env):
     from core.registry import open_registry
 
