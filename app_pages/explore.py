@@ -26,6 +26,9 @@ if examples:
             example = names[choice]
             state["explore_text"] = example.text
             state["explore_example_image"] = (example.image_path.name, example.image_bytes())
+            # An example is a pair: its text goes with its own picture. A file uploader cannot be
+            # emptied from code, so a fresh one (new key) replaces it and the upload is dropped.
+            state["explore_upload_round"] = state.get("explore_upload_round", 0) + 1
             state.pop("explore_result", None)
 
 # ----- inputs -------------------------------------------------------------------------------------
@@ -33,15 +36,20 @@ left, right = st.columns(2)
 with left:
     text = st.text_area("Text", key="explore_text", height=140, placeholder="e.g. What a gorgeous day at the beach!")
 with right:
-    upload = st.file_uploader("Image", type=list(IMAGE_TYPES), key="explore_upload")
-    image_name, image_bytes = None, None
+    upload = st.file_uploader("Image", type=list(IMAGE_TYPES),
+                              key=f"explore_upload_{state.get('explore_upload_round', 0)}")
+    image_name, image_bytes, image_source = None, None, None
     if upload is not None:
-        image_name, image_bytes = upload.name, upload.getvalue()
+        # A picture uploaded after an example replaces the example's picture for good.
+        state.pop("explore_example_image", None)
+        image_name, image_bytes, image_source = upload.name, upload.getvalue(), "your upload"
     elif state.get("explore_example_image"):
         image_name, image_bytes = state["explore_example_image"]
+        image_source = "from the example"
     if image_bytes is not None:
         try:
             st.image(decode_image(image_bytes), caption=image_name, width=260)
+            st.caption(f"Image in use: **{image_name}** ({image_source})")
         except (ImageError, OSError, ValueError) as error:
             st.error(f"This image cannot be read: {error}")
             image_bytes = None

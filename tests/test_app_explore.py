@@ -16,6 +16,23 @@ def png(colour) -> bytes:
     return buffer.getvalue()
 
 
+def uploader(at):
+    """The explorer's image uploader (its key changes when an example replaces the upload)."""
+    return next(u for u in at.file_uploader if u.key.startswith("explore_upload"))
+
+
+def pick_example(at, example_id: str):
+    """Select the shipped example pair ``example_id`` and press "Use this example"; returns the pair."""
+    from app.examples import example_pairs
+
+    choice = at.selectbox(key="explore_example_choice")
+    option = next(o for o in choice.options if o.split(" — ")[0] == example_id)
+    choice.select(option).run()
+    button(at, "explore_use_example").click().run()
+    assert not at.exception
+    return next(e for e in example_pairs() if e.id == example_id)
+
+
 def test_home_shows_model_and_device(app_env):
     import json
 
@@ -36,7 +53,7 @@ def test_home_shows_model_and_device(app_env):
 def test_explore_a_pair_and_add_it_to_the_correction_set(app_env):
     at = open_page("explore")
     at.text_area(key="explore_text").input("What a gorgeous sunny day, I love it")
-    at.file_uploader(key="explore_upload").set_value(("sun.png", png((250, 200, 60)), "image/png"))
+    uploader(at).set_value(("sun.png", png((250, 200, 60)), "image/png"))
     at.run()
     button(at, "explore_analyse").click().run()
     assert not at.exception and not at.error
@@ -65,10 +82,7 @@ def test_text_only_says_why_there_is_no_fused_result(app_env):
 
 def analyse_example(at, example_id: str):
     """Pick the shipped example pair ``example_id`` in the explorer and analyse it."""
-    choice = at.selectbox(key="explore_example_choice")
-    option = next(o for o in choice.options if o.split(" — ")[0] == example_id)
-    choice.select(option).run()
-    button(at, "explore_use_example").click().run()
+    pick_example(at, example_id)
     button(at, "explore_analyse").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     return at.session_state["explore_result"]["prediction"]
@@ -110,6 +124,33 @@ def test_a_pair_whose_text_and_picture_agree_shows_no_conflict_notice(app_env):
 
 def test_unreadable_image_is_a_friendly_error(app_env):
     at = open_page("explore")
-    at.file_uploader(key="explore_upload").set_value(("broken.png", b"not an image", "image/png")).run()
+    uploader(at).set_value(("broken.png", b"not an image", "image/png")).run()
     assert at.error and "cannot be read" in at.error[0].value
     assert not at.exception
+
+
+def test_an_example_replaces_an_uploaded_picture_with_its_own(app_env):
+    # A picture is uploaded, then an example is chosen: the example's text AND its picture are analysed
+    # (not the example's text over the user's picture), and the page says which picture is in use.
+    at = open_page("explore")
+    mine = png((20, 30, 200))
+    uploader(at).set_value(("mine.png", mine, "image/png"))
+    at.run()
+    example = pick_example(at, "sunny-picnic")
+    assert at.text_area(key="explore_text").value == example.text
+    assert not uploader(at).value  # the upload was cleared, not left beside the example
+    in_use = [c.value for c in at.caption if c.value.startswith("Image in use")]
+    assert in_use and example.image_path.name in in_use[0] and "example" in in_use[0], in_use
+    button(at, "explore_analyse").click().run()
+    result = at.session_state["explore_result"]
+    assert result["text"] == example.text
+    assert result["image"] == example.image_bytes() and result["image"] != mine
+    assert result["image_name"] == example.image_path.name
+
+    # Uploading a picture afterwards uses that picture, and says so.
+    uploader(at).set_value(("mine.png", mine, "image/png"))
+    at.run()
+    in_use = [c.value for c in at.caption if c.value.startswith("Image in use")]
+    assert in_use and "mine.png" in in_use[0] and "your upload" in in_use[0], in_use
+    button(at, "explore_analyse").click().run()
+    assert at.session_state["explore_result"]["image"] == mine
