@@ -1,6 +1,8 @@
 """Explore a pair: one text and/or one image through the three heads, side by side."""
 from __future__ import annotations
 
+import hashlib
+
 import streamlit as st
 
 from app import charts
@@ -14,6 +16,16 @@ eng, version, predictor, state = page_start(
     "Explore a pair",
     "Type a text, upload a picture, or both. The model answers from the text alone, the image alone "
     "and the two together, and tells you when the text and the picture disagree.")
+
+
+
+def inputs_fingerprint(text: str | None, image: bytes | None) -> dict[str, str | None]:
+    """What a result was computed from: a hash of the text as the model reads it (surrounding spaces
+    are stripped before scoring) and of the picture's bytes (None without a picture). A result whose
+    fingerprint differs from the inputs on screen is stale."""
+    return {"text": hashlib.sha256((text or "").strip().encode()).hexdigest(),
+            "image": None if image is None else hashlib.sha256(image).hexdigest()}
+
 
 # ----- examples -----------------------------------------------------------------------------------
 examples = example_pairs()
@@ -55,7 +67,6 @@ with right:
             image_bytes = None
         if upload is None and st.button("Remove the example image", key="explore_clear_image"):
             state.pop("explore_example_image", None)
-            state.pop("explore_result", None)
             st.rerun()
 
 if st.button("Analyse", type="primary", key="explore_analyse"):
@@ -68,15 +79,23 @@ if st.button("Analyse", type="primary", key="explore_analyse"):
             st.error(f"Could not analyse this pair: {error}")
         else:
             state["explore_result"] = {"text": text, "image": image_bytes, "image_name": image_name,
-                                       "prediction": prediction, "version": version}
+                                       "prediction": prediction, "version": version,
+                                       "inputs": inputs_fingerprint(text, image_bytes)}
             state.pop("explore_explanation", None)
 
 # ----- result -------------------------------------------------------------------------------------
 result = state.get("explore_result")
 if result:
     p = result["prediction"]
+    current = inputs_fingerprint(text, image_bytes)
+    changed = [part for part in ("text", "image") if result.get("inputs", {}).get(part) != current[part]]
+    stale = bool(changed)
     st.divider()
     st.subheader("Result")
+    if stale:
+        what = " and ".join(changed)
+        st.warning(f"⚠️ This result is for the previous {what} — press **Analyse** again to analyse the "
+                   f"{what} on screen now. Until then it cannot be explained or added to the correction set.")
     c1, c2, c3 = st.columns(3)
     c1.metric("Prediction", p.label or "–", help=f"from the {head_label(p.source).lower()} head" if p.source else None)
     c2.metric("Confidence", pct(p.confidence))
@@ -101,7 +120,8 @@ if result:
         except ImportError:
             st.info("Explanations are not available in this installation.")
         else:
-            if st.button("Explain this prediction", key="explore_explain"):
+            if st.button("Explain this prediction", key="explore_explain", disabled=stale,
+                         help="Analyse the text and image on screen first." if stale else None):
                 with st.spinner("Measuring each word and image region…"):
                     try:
                         state["explore_explanation"] = explain_pair(predictor, result["text"], result["image"])
@@ -129,9 +149,12 @@ if result:
     if result["text"] and result["text"].strip() and result["image"] is not None:
         default = LABELS.index(p.label) if p.label in LABELS else 0
         cols = st.columns([2, 1])
-        label = cols[0].selectbox("The right label for this pair", LABELS, index=default, key="explore_label")
+        label = cols[0].selectbox("The right label for this pair", LABELS, index=default, key="explore_label",
+                                  disabled=stale)
         cols[1].write("")
-        if cols[1].button("Add to correction set", key="explore_add"):
+        if cols[1].button("Add to correction set", key="explore_add", disabled=stale,
+                          help="This result is for the previous inputs: press Analyse again first." if stale
+                          else None):
             item = CorrectionItem(result["text"], result["image"], label, result["image_name"] or "image", "explorer")
             added = corrections().add(item)
             st.success(f"{'Added' if added else 'Updated'}: the correction set now holds {len(corrections())} "

@@ -154,3 +154,48 @@ def test_an_example_replaces_an_uploaded_picture_with_its_own(app_env):
     assert in_use and "mine.png" in in_use[0] and "your upload" in in_use[0], in_use
     button(at, "explore_analyse").click().run()
     assert at.session_state["explore_result"]["image"] == mine
+
+
+def stale_notices(at) -> list[str]:
+    return [w.value for w in at.warning if "This result is for the previous" in w.value and "Analyse** again" in w.value]
+
+
+def test_a_result_for_other_inputs_is_marked_stale_and_cannot_be_added(app_env):
+    sunny = "What a gorgeous sunny day, I love it"
+    at = open_page("explore")
+    at.text_area(key="explore_text").input(sunny)
+    uploader(at).set_value(("sun.png", png((250, 200, 60)), "image/png"))
+    at.run()
+    button(at, "explore_analyse").click().run()
+    assert stale_notices(at) == [] and not button(at, "explore_add").disabled
+
+    # The text changes: the result on screen is for the previous text.
+    at.text_area(key="explore_text").input("Terrible day, nothing works").run()
+    notices = stale_notices(at)
+    assert len(notices) == 1 and "previous text" in notices[0], [w.value for w in at.warning]
+    assert button(at, "explore_add").disabled
+
+    # Back to the analysed text (give or take surrounding spaces): the result is current again.
+    at.text_area(key="explore_text").input(f"  {sunny}\n").run()
+    assert stale_notices(at) == [] and not button(at, "explore_add").disabled
+
+    # The picture is removed: stale again, and nothing reaches the correction set.
+    uploader(at).set_value(None)
+    at.run()
+    notices = stale_notices(at)
+    assert len(notices) == 1 and "previous image" in notices[0] and "previous text" not in notices[0], notices
+    assert button(at, "explore_add").disabled
+
+    # Analysing what is on screen clears the notice.
+    button(at, "explore_analyse").click().run()
+    assert stale_notices(at) == []
+    assert at.session_state["explore_result"]["image"] is None
+
+
+def test_removing_an_example_picture_marks_its_result_stale(app_env):
+    at = open_page("explore")
+    analyse_example(at, "sunny-picnic")
+    button(at, "explore_clear_image").click().run()
+    notices = stale_notices(at)
+    assert len(notices) == 1 and "previous image" in notices[0], [w.value for w in at.warning]
+    assert button(at, "explore_add").disabled
