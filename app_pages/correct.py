@@ -20,7 +20,7 @@ from core.io.images import IMAGE_TYPES
 from core.io.labels import head_label
 from core.io.paths import UnsafePathError
 from core.io.tables import TableError, prepare_pairs, read_table
-from core.registry import RegistryError
+from core.registry import DuplicateVersion, RegistryError
 
 eng, version, predictor, state = page_start(
     "Correct the model",
@@ -234,6 +234,9 @@ with st.expander("Upload a version (a zip downloaded from this app)"):
     if st.button("Import", key="correct_import_button", disabled=upload is None):
         try:
             imported = eng.registry.import_zip(upload.getvalue(), expected=eng.expected())
+        except DuplicateVersion as duplicate:
+            st.error(f"Not imported: version {duplicate.existing} is already here with the same weights and card. "
+                     "Select it in the list above to activate it.")
         except RegistryError as error:
             st.error(f"This version cannot be used here: {error}")
         else:

@@ -104,15 +104,29 @@ def test_roll_back_is_disabled_with_nothing_to_roll_back_to(fresh_home):
     assert not button(at, "correct_rollback").disabled
 
 
-def test_upload_a_version_zip_and_refuse_garbage(app_env):
-    from core.registry import open_registry
+def test_upload_a_version_zip_once_and_refuse_it_again_and_garbage(fresh_home, tmp_path):
+    from core.registry import HeadRegistry, open_registry
 
-    registry = open_registry()
-    exported = registry.export_zip(registry.active_version())
+    # A version made on another machine with the same encoders.
+    elsewhere = HeadRegistry(tmp_path / "elsewhere", builtin=open_registry().builtin)
+    tensors, card = elsewhere.load("builtin")
+    made = elsewhere.save({name: t + 0.01 for name, t in tensors.items()},
+                          {k: v for k, v in card.items() if k not in ("version", "builtin", "created_at")},
+                          note="made elsewhere")
+    exported = elsewhere.export_zip(made)
+
     at = open_page("correct")
     at.file_uploader(key="correct_import").set_value(("head.zip", exported, "application/zip")).run()
     button(at, "correct_import_button").click().run()
     assert not at.error and "Imported as version" in texts(at)
+    registry = open_registry()
+    imported = next(c["version"] for c in registry.versions() if c.get("imported_from") == made)
+    listed = [c["version"] for c in registry.versions()]
+
+    button(at, "correct_import_button").click().run()  # the same zip again
+    assert at.error and f"Not imported: version {imported} is already here" in at.error[0].value
+    assert "Imported as version" not in texts(at)
+    assert [c["version"] for c in registry.versions()] == listed
 
     at.file_uploader(key="correct_import").set_value(("bad.zip", b"not a zip", "application/zip")).run()
     button(at, "correct_import_button").click().run()

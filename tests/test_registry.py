@@ -184,14 +184,46 @@ def test_export_then_import_round_trips(registry, tmp_path):
         other.active_version()  # import does not activate
 
 
-def test_import_from_two_files(registry):
+def test_import_from_two_files(registry, tmp_path):
     version = registry.save(make_heads(4), make_card())
     folder = registry.root / "versions" / version
-    imported = registry.import_version(
+    imported = HeadRegistry(tmp_path / "other-machine").import_version(
         (folder / "weights.safetensors").read_bytes(), (folder / "card.json").read_bytes(),
         expected=expected_for_app(),
     )
-    assert_same_tensors(registry.load(imported)[0], make_heads(4))
+    assert_same_tensors(HeadRegistry(tmp_path / "other-machine").load(imported)[0], make_heads(4))
+
+
+def test_importing_the_same_version_twice_is_refused_naming_the_version_already_here(registry, tmp_path):
+    data = registry.export_zip(registry.save(make_heads(5), make_card(), note="sarcasm fix"))
+    other = HeadRegistry(tmp_path / "other-machine")
+    first = other.import_zip(data, expected=expected_for_app())
+    with pytest.raises(RegistryError, match=f"already here as version {first}"):
+        other.import_zip(data, expected=expected_for_app())
+    assert [c["version"] for c in other.versions()] == [first]
+
+    # Its own export, or the two files of a version already here, are the same version too.
+    with pytest.raises(RegistryError, match=f"already here as version {first}"):
+        other.import_zip(other.export_zip(first))
+    version = other.save(make_heads(6), make_card())
+    folder = other.root / "versions" / version
+    with pytest.raises(RegistryError, match=f"already here as version {version}"):
+        other.import_version((folder / "weights.safetensors").read_bytes(), (folder / "card.json").read_bytes())
+    # So is a copy of the shipped default.
+    with pytest.raises(RegistryError, match=f"already here as version {registry.active_version()}"):
+        registry.import_zip(registry.export_zip(registry.active_version()))
+
+    # Same weights with another card, or the same card with other weights, are other versions.
+    tensors, card = registry.load(registry.active_version())
+    card = {k: v for k, v in card.items() if k != "builtin"}
+    assert registry.import_version(_weights_bytes(tensors), json.dumps({**card, "note": "retold"}).encode())
+    changed = {name: t + 1 for name, t in make_heads(5).items()}
+    assert other.import_version(_weights_bytes(changed), json.dumps({**make_card(), "note": "sarcasm fix"}).encode())
+
+
+def _weights_bytes(tensors: dict) -> bytes:
+    from safetensors.torch import save
+    return save({name: t.contiguous() for name, t in tensors.items()})
 
 
 def _exported_files(registry, tensors=None, card=None) -> tuple[bytes, bytes]:

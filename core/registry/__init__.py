@@ -44,9 +44,10 @@ from core.registry.storage import (
     read_version_folder,
     write_version_folder,
 )
+from core.registry.transfer import DuplicateVersion
 
 __all__ = [
     "BUILTIN_ALIAS", "CARD_FILE", "MAX_CARD_BYTES", "MAX_HISTORY", "MAX_WEIGHTS_BYTES", "MAX_ZIP_BYTES",
-    "WEIGHTS_FILE", "HeadRegistry", "RegistryError", "check_compatible", "check_version_id", "open_registry",
+    "WEIGHTS_FILE", "DuplicateVersion", "HeadRegistry", "RegistryError", "check_compatible", "check_version_id", "open_registry",
     "read_version_folder", "validate_card", "write_version_folder",
 ]

@@ -1,6 +1,8 @@
 """Moving a head version between machines: a zip of its two files out (``export_zip``), and an upload
 in (``import_version``, ``import_zip``). Uploads are untrusted: read in memory only, size-capped,
-parsed with safetensors and json only, and compared with the running encoders before they are kept."""
+parsed with safetensors and json only, and compared with the running encoders before they are kept.
+An upload identical to a version already in the registry (``identical_version``) is refused, so
+importing the same zip twice does not make a second copy."""
 from __future__ import annotations
 
 import io
@@ -16,12 +18,13 @@ from core.registry.card import (
     MAX_ZIP_BYTES,
     WEIGHTS_FILE,
     RegistryError,
+    _normalise_card,
     _parse_weights,
     _sha256,
     check_compatible,
     validate_card,
 )
-from core.registry.storage import _read_weights_bytes
+from core.registry.storage import _read_weights_bytes, _serialise
 
 if TYPE_CHECKING:
     from core.registry.storage import HeadRegistry
@@ -38,8 +41,42 @@ def export_zip(registry: HeadRegistry, version: str) -> bytes:
         archive.writestr(CARD_FILE, (folder / CARD_FILE).read_bytes())
     return buffer.getvalue()
 
+class DuplicateVersion(RegistryError):
+    """An upload identical to a version the registry already holds; ``existing`` is that version's id."""
+
+    def __init__(self, existing: str):
+        super().__init__(f"this version is already here as version {existing} (same weights and card); "
+                         "nothing was imported")
+        self.existing = existing
+
+
+# Fields that name or date a copy of a version rather than describe it: the registry sets them on
+# every save or import, so two copies of one version differ only there.
+_COPY_FIELDS = ("version", "created_at", "weights_sha256", "imported_from", "builtin")
+
+
+def _card_content(card: dict) -> dict:
+    """What a card says about its version, without the fields of ``_COPY_FIELDS``; note and parent as
+    ``save`` stores them when absent."""
+    content = {k: v for k, v in _normalise_card(card).items() if k not in _COPY_FIELDS}
+    content.setdefault("note", "")
+    content.setdefault("parent", None)
+    return content
+
+
+def identical_version(registry: HeadRegistry, weights_sha256: str, card: dict) -> str | None:
+    """The id of a version in ``registry`` (the builtin included) with these weights (sha256 of the
+    bytes the registry stores) and the same card apart from its id and dates; None when there is none."""
+    content = _card_content(card)
+    for existing in registry.versions():
+        if existing.get("weights_sha256") == weights_sha256 and _card_content(existing) == content:
+            return existing["version"]
+    return None
+
+
 def import_version(registry: HeadRegistry, weights: bytes, card_json: bytes, *, expected: dict | None = None) -> str:
-    """Validate an uploaded weights + card pair and store it as a new version (not activated)."""
+    """Validate an uploaded weights + card pair and store it as a new version (not activated).
+    DuplicateVersion (a RegistryError) when the registry already holds an identical version."""
     if not isinstance(weights, (bytes, bytearray)) or not isinstance(card_json, (bytes, bytearray, str)):
         raise RegistryError("upload must be bytes")
     if len(weights) > MAX_WEIGHTS_BYTES:
@@ -63,6 +100,10 @@ def import_version(registry: HeadRegistry, weights: bytes, card_json: bytes, *, 
     imported_from = card.get("version")
     card = {k: v for k, v in card.items() if k not in ("version", "created_at", "weights_sha256")}
     card["imported_from"] = imported_from
+    stored_sha256 = _serialise(tensors, {})[2]["weights_sha256"]  # the bytes save() would write
+    existing = identical_version(registry, stored_sha256, card)
+    if existing is not None:
+        raise DuplicateVersion(existing)
     return registry.save(tensors, card)
 
 def import_zip(registry: HeadRegistry, data: bytes, *, expected: dict | None = None) -> str:
