@@ -180,6 +180,47 @@ def token_attribution_html(tokens: list[str], scores: list[float]) -> str:
     return f'<div style="line-height: 2;">{" ".join(spans)}</div>{legend}'
 
 
+# Full colour at a change of 25 points in the probability of the predicted class, linear below, clipped
+# above. The scale is fixed, not relative to the strongest word of each text: a colour then means the
+# same effect on every pair, so a text whose words barely matter (all under a point) stays nearly
+# white instead of painting its largest 0.2-point word solid green. 25 points is a decisive word: with
+# three classes, taking 25 points from the answer's probability flips or nearly flips most answers;
+# a 5-point word shows at a fifth of the strength, a 1-point word is barely tinted.
+TOKEN_EFFECT_FULL_SCALE = 0.25
+
+
+def token_effect_legend(full_scale: float = TOKEN_EFFECT_FULL_SCALE) -> str:
+    """The one-line legend under ``token_effect_html``: what the colours mean and the scale's size."""
+    return ("green = the word pushes towards the predicted class, red = away from it; full colour = leaving "
+            f"the word out changes the answer's probability by {full_scale * 100:.0f} points or more, "
+            "paler = less (the same scale for every text)")
+
+
+def token_effect_html(tokens: list[str], scores: list[float],
+                      full_scale: float = TOKEN_EFFECT_FULL_SCALE) -> str:
+    """Tokens as coloured HTML spans on a fixed scale, followed by a one-line legend.
+
+    ``scores`` are changes in the predicted class's probability (0..1, as ``core.scoring.explain``
+    gives them). Colour strength is ``|score| / full_scale`` clipped to 1, so it carries the size of
+    the effect the same way on every pair (see ``TOKEN_EFFECT_FULL_SCALE`` for why); each span's
+    tooltip gives the change in probability points.
+    """
+    if len(tokens) != len(scores):
+        raise ValueError(f"{len(tokens)} tokens but {len(scores)} scores")
+    if full_scale <= 0:
+        raise ValueError(f"full_scale must be positive, got {full_scale}")
+    spans = []
+    for token, score in zip(tokens, np.nan_to_num(np.asarray(scores, dtype=float))):
+        strength = min(abs(score) / full_scale, 1.0)
+        rgb = "44,160,44" if score >= 0 else "214,39,40"  # CLASS_COLORS positive / negative
+        spans.append(
+            f'<span style="background-color: rgba({rgb},{0.75 * strength:.2f}); padding: 1px 3px; '
+            f'border-radius: 3px;" title="{score * 100:+.1f} points">{html.escape(token)}</span>'
+        )
+    legend = f'<div style="font-size: 0.8em; color: #666;">{token_effect_legend(full_scale)}</div>'
+    return f'<div style="line-height: 2;">{" ".join(spans)}</div>{legend}'
+
+
 def _jet(values: np.ndarray) -> np.ndarray:
     """The classic jet colormap (blue → cyan → yellow → red) for values in 0..1, as RGB 0..1."""
     channels = [np.clip(1.5 - np.abs(4 * values - centre), 0, 1) for centre in (3, 2, 1)]

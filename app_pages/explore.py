@@ -135,7 +135,7 @@ if result:
                     if scores and explanation.tokens:
                         predicted = explanation.predicted.get(head, "?")
                         st.markdown(f"**{head_label(head)} head → {predicted}**")
-                        st.markdown(charts.token_attribution_html(explanation.tokens, scores),
+                        st.markdown(charts.token_effect_html(explanation.tokens, scores),
                                     unsafe_allow_html=True)
                 if explanation.heatmap is not None and result["image"] is not None:
                     overlay = charts.saliency_overlay(decode_image(result["image"]), explanation.heatmap)

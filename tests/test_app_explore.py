@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import io
+import re
 
+import pytest
 from PIL import Image
 
 from core.io.labels import LABELS
@@ -199,3 +201,41 @@ def test_removing_an_example_picture_marks_its_result_stale(app_env):
     notices = stale_notices(at)
     assert len(notices) == 1 and "previous image" in notices[0], [w.value for w in at.warning]
     assert button(at, "explore_add").disabled
+
+
+def highlight_alphas(html_text: str) -> list[float]:
+    return [float(a) for a in re.findall(r"background-color: rgba\(\d+,\d+,\d+,([0-9.]+)\)", html_text)]
+
+
+def test_word_colours_carry_the_size_of_the_effect_the_same_way_on_every_pair():
+    from app.charts import TOKEN_EFFECT_FULL_SCALE, token_effect_html
+
+    # A word that moves the answer by 0.2 points is faint, even when it is the strongest of its text.
+    assert highlight_alphas(token_effect_html(["fine"], [0.002])) == [0.01]
+    # One that moves it by 30 points is full colour (clipped at the full scale), red when it pushes away.
+    strong = token_effect_html(["awful"], [-0.30])
+    assert highlight_alphas(strong) == [0.75] and "rgba(214,39,40,0.75)" in strong
+    assert highlight_alphas(token_effect_html(["half"], [TOKEN_EFFECT_FULL_SCALE / 2])) == [0.38]
+    # The same effect gets the same colour whatever the other words of the text do.
+    assert highlight_alphas(token_effect_html(["a", "b"], [0.1, 0.4]))[0] == \
+        highlight_alphas(token_effect_html(["a", "b"], [0.1, 0.001]))[0] == 0.3
+    assert "&lt;b&gt;" in token_effect_html(["<b>"], [0.0])
+    with pytest.raises(ValueError):
+        token_effect_html(["a"], [0.1, 0.2])
+
+
+def test_the_explorer_colours_words_on_the_fixed_scale(app_env):
+    from app.charts import TOKEN_EFFECT_FULL_SCALE
+
+    at = open_page("explore")
+    analyse_example(at, "conflict-sad-text")
+    button(at, "explore_explain").click().run()
+    assert not at.exception and not at.error
+    explanation = at.session_state["explore_explanation"]
+    shown = [m.value for m in at.markdown if "background-color: rgba" in m.value]
+    assert len(shown) == 2  # the text-only and the fused head
+    for html_text, head in zip(shown, ("text", "fused")):
+        expected = [round(0.75 * min(abs(s) / TOKEN_EFFECT_FULL_SCALE, 1.0), 2)
+                    for s in explanation.token_scores[head]]
+        assert highlight_alphas(html_text) == pytest.approx(expected, abs=0.006), head
+        assert f"{TOKEN_EFFECT_FULL_SCALE * 100:.0f} points" in html_text  # the legend states the scale
