@@ -8,6 +8,34 @@ from core.io.labels import HEAD_NAMES, LABEL_TO_INDEX, LABELS
 from core.scoring.batch import head_probabilities
 from core.scoring.metrics import reliability_bins
 
+LINE = "line in CSV"  # how every table on the page numbers rows: the file's own line, header = line 1
+# The answer first, next to the id; the long text and the nine probabilities after it.
+LEADING_COLUMNS = ["id", "prediction", "confidence", "conflict", "status", "message"]
+
+
+def csv_lines(frame: pd.DataFrame) -> pd.Series:
+    """The CSV line each scored row came from (the frame's 0-based ``row`` + the header + 1)."""
+    return frame["row"] + 2
+
+
+def results_view(frame: pd.DataFrame) -> pd.DataFrame:
+    """The scored rows as the page shows them: CSV line numbers instead of 0-based rows, the answer
+    before the inputs and the probabilities."""
+    view = frame.drop(columns=["row"])
+    lead = [c for c in LEADING_COLUMNS if c in view.columns]
+    view = view[lead + [c for c in view.columns if c not in lead]]
+    view.insert(0, LINE, csv_lines(frame).to_numpy())
+    return view
+
+
+def download_frame(frame: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """What the download holds: every scored column, CSV line numbers, and every column of the uploaded
+    table the scorer did not map (``text_label``, notes …), on the row it came from."""
+    view = results_view(frame)
+    extra = [c for c in table.columns if c not in view.columns]
+    inputs = table.iloc[frame["row"].to_numpy()][extra].reset_index(drop=True)
+    return pd.concat([view.reset_index(drop=True), inputs], axis=1)
+
 
 def scored(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame["status"] != "error"]

@@ -1,6 +1,7 @@
 """Batch scoring: a CSV of pairs plus their images, scored with a progress bar; charts, metrics, download."""
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 
@@ -8,7 +9,17 @@ import pandas as pd
 import streamlit as st
 
 from app import charts
-from app.batch_report import branch_confidences, branch_predictions, reliability_by_head, scored, wrong_rows
+from app.batch_report import (
+    LINE,
+    branch_confidences,
+    branch_predictions,
+    csv_lines,
+    download_frame,
+    reliability_by_head,
+    results_view,
+    scored,
+    wrong_rows,
+)
 from app.uploads import count_images, extract_images_zip, save_uploaded_files, server_folder
 from app_pages.common import corrections, duration, page_start, pct, session_dir
 from core import config
@@ -31,17 +42,19 @@ eng, version, predictor, state = page_start(
 st.subheader("1. Your table")
 csv_file = st.file_uploader("CSV file with one pair per row", type=["csv", "txt"], key="batch_csv",
                             help="Columns for the text, the image file name and (optionally) the label.")
+table = None
 if csv_file is None:
     st.info("Upload a CSV to begin. Example header: `id,text,image,label` — `image` is a file name "
             "relative to the image folder you choose below.")
-    st.stop()
-try:
-    table = read_table(csv_file.getvalue())
-except TableError as error:
-    st.error(f"This CSV cannot be used: {error}")
-    st.stop()
-st.caption(f"{len(table):,} rows · columns: {', '.join(table.columns)} · read as {table.attrs.get('encoding', '?')}")
-st.dataframe(table.head(5), hide_index=True)
+else:
+    try:
+        table = read_table(csv_file.getvalue())
+    except TableError as error:
+        st.error(f"This CSV cannot be used: {error}")
+    else:
+        st.caption(f"{len(table):,} rows · columns: {', '.join(table.columns)} · read as "
+                   f"{table.attrs.get('encoding', '?')}")
+        st.dataframe(table.head(5), hide_index=True)
 
 # ----- 2. the images ------------------------------------------------------------------------------
 st.subheader("2. The images")
@@ -87,7 +100,10 @@ except (UnsafePathError, NotADirectoryError, OSError) as error:
 if images_root:
     st.caption(f"{count_images(images_root):,} image files found.")
 elif source != "No images":
-    st.caption("No images yet: rows that name an image will be listed as bad rows.")
+    st.caption("No images yet.")
+if table is None:
+    st.stop()
+table_signature = hashlib.sha256(csv_file.getvalue()).hexdigest()
 
 # ----- 3. columns ---------------------------------------------------------------------------------
 st.subheader("3. Columns")
@@ -112,6 +128,10 @@ pick = lambda value: None if value == NONE else value  # noqa: E731
 if st.button("Score the table", type="primary", key="batch_score"):
     if pick(text_col) is None and pick(image_col) is None:
         st.error("Choose a text column, an image column or both.")
+    elif pick(image_col) is not None and images_root is None and source != "No images":
+        # Scoring now would only list every row as bad: say what is missing instead.
+        st.error("No images were given: choose the image folder, files or zip in step 2 (or pick "
+                 "'No images' to score the text alone).")
     else:
         try:
             rows = prepare_pairs(table, text_column=pick(text_col), image_column=pick(image_col),
@@ -131,11 +151,17 @@ if st.button("Score the table", type="primary", key="batch_score"):
             bar.progress(1.0, text=f"Done: {result.completed:,} / {result.total:,} rows in "
                                    f"{duration(time.perf_counter() - started)}")
             state["batch"] = {"result": result, "rows": rows, "version": version, "name": csv_file.name,
-                              "seconds": time.perf_counter() - started}
+                              "seconds": time.perf_counter() - started, "table": table,
+                              "signature": table_signature}
 
 # ----- results ------------------------------------------------------------------------------------
 batch = state.get("batch")
 if not batch:
+    st.stop()
+if batch.get("signature") != table_signature:
+    # Results are shown only under the table they came from.
+    st.info(f"The results of {batch['name']} are put away: this is another table. Score this table to see "
+            "its results.")
     st.stop()
 result = batch["result"]
 frame = result.frame
@@ -160,7 +186,7 @@ st.caption(f"{batch['name']} · head version {batch['version']}")
 
 if len(bad):
     with st.expander(f"{len(bad):,} bad row{'s' if len(bad) != 1 else ''} were not scored — see why", expanded=True):
-        listing = pd.DataFrame({"line in CSV": bad["row"] + 2, "id": bad["id"], "reason": bad["message"]})
+        listing = pd.DataFrame({LINE: csv_lines(bad), "id": bad["id"], "reason": bad["message"]})
         st.dataframe(listing, hide_index=True)
 
 if len(good):
@@ -189,11 +215,12 @@ if metrics:
 
 st.subheader("Scored rows")
 only_conflicts = st.checkbox("Show only modality conflicts", key="batch_only_conflicts")
-shown = frame[frame["conflict"]] if only_conflicts else frame
-percent = {c: st.column_config.NumberColumn(c.removeprefix("p_").replace("_", " "), format="percent")
+shown = results_view(frame[frame["conflict"]] if only_conflicts else frame)
+# Shown in percent with one decimal everywhere (19.6 % beside 0.1 %); the download keeps fractions.
+percent = {c: st.column_config.NumberColumn(c.removeprefix("p_").replace("_", " "), format="%.1f %%")
            for c in PROBABILITY_COLUMNS + ["confidence"]}
-st.dataframe(shown, hide_index=True, column_config=percent)
-st.download_button("Download the scored CSV", to_safe_csv_bytes(frame),
+st.dataframe(shown.assign(**{c: shown[c] * 100 for c in percent}), hide_index=True, column_config=percent)
+st.download_button("Download the scored CSV", to_safe_csv_bytes(download_frame(frame, batch["table"])),
                    file_name=f"scored-{batch['name'].rsplit('.', 1)[0]}.csv", mime="text/csv", key="batch_download",
                    help="Cells that a spreadsheet would run as a formula are neutralised with a leading quote.")
 

@@ -83,7 +83,7 @@ def corrections() -> CorrectionSet:
 
 
 def session_dir(name: str) -> Path:
-    """A temp folder for this session's uploads (one per purpose, reused across reruns)."""
+    """A temp folder for this browser tab's uploads (one per purpose, reused across reruns)."""
     key = f"_tmpdir_{name}"
     if key not in st.session_state or not Path(st.session_state[key]).is_dir():
         st.session_state[key] = tempfile.mkdtemp(prefix=f"mmsa-{name}-")

@@ -75,7 +75,7 @@ if metrics:
         for column in ("accuracy", "weighted_f1"):
             name = "Accuracy" if column == "accuracy" else "Weighted F1"
             table[f"{name}, {resplit['k']} re-splits"] = [
-                f"{100 * resplit['heads'][h][column]['mean']:.1f} ± {100 * resplit['heads'][h][column]['sd']:.1f} %"
+                f"{100 * resplit['heads'][h][column]['mean']:.1f} ± {100 * resplit['heads'][h][column]['sd']:.1f}%"
                 for h in HEAD_NAMES if h in block]
     st.dataframe(table, hide_index=True, width="content")
     if split != "reference" and isinstance(card.get("machine"), dict):

@@ -54,10 +54,10 @@ def make_pair_set(folder: Path, n_per_class: int = 6, seed: int = 0, name: str =
     rows = []
     for label, options in texts.items():
         for k in range(n_per_class):
-            name = f"{label}_{seed}_{k}.png"
-            draw_image(images / name, label, seed * 1000 + k + zlib.crc32(label.encode()) % 97)
+            picture = f"{label}_{seed}_{k}.png"
+            draw_image(images / picture, label, seed * 1000 + k + zlib.crc32(label.encode()) % 97)
             rows.append({"id": f"{label}-{seed}-{k}", "text": f"{options[k % len(options)]} #{k}",
-                         "image": name, "label": label})
+                         "image": picture, "label": label})
     csv = folder / name
     pd.DataFrame(rows).to_csv(csv, index=False)
     return csv

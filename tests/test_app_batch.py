@@ -1,6 +1,8 @@
 """Batch scoring page driven with AppTest: a CSV + images with a bad row in it."""
 from __future__ import annotations
 
+import io
+
 import pandas as pd
 
 from .conftest import button, make_pair_set, open_page, texts
@@ -62,7 +64,11 @@ def test_score_a_csv_with_images_and_a_bad_row(app_env, tmp_path, monkeypatch):
 
     # What the download button hands over is the scored table with its formulas made inert.
     assert [w.proto.label for w in at.get("download_button")] == ["Download the scored CSV"]
-    assert downloads["Download the scored CSV"] == to_safe_csv_bytes(result)
+    from app.batch_report import download_frame
+
+    expected = download_frame(result, at.session_state["batch"]["table"])
+    assert downloads["Download the scored CSV"] == to_safe_csv_bytes(expected)
+    assert len(expected) == len(result) and list(expected["id"]) == list(result["id"])
     assert b"'=HYPERLINK" in downloads["Download the scored CSV"]
 
     # "Show only modality conflicts" narrows the scored rows to the flagged ones.
@@ -131,3 +137,79 @@ def test_a_run_that_breaks_midway_keeps_its_rows_and_resumes(app_env, tmp_path, 
     result = at.session_state["batch"]["result"]
     assert result.finished and len(result.frame) == 90
     assert calls == [64, 26, 26]  # the first 64 rows were not scored again
+
+
+def _upload_table_and_images(at, csv, images):
+    at.file_uploader(key="batch_csv").set_value((csv.name, csv.read_bytes(), "text/csv")).run()
+    at.radio(key="batch_image_source").set_value("Upload image files").run()
+    at.file_uploader(key="batch_images_files").set_value([(p.name, p.read_bytes(), "image/png") for p in images]).run()
+
+
+def test_replacing_the_csv_keeps_the_chosen_images(app_env, tmp_path):
+    """A user swaps one CSV for another over the same image folder: the image choice and the uploaded
+    pictures stay, so the new table scores without a single 'no image folder' row."""
+    first = make_pair_set(tmp_path, n_per_class=1, seed=21, name="first.csv")
+    second = make_pair_set(tmp_path, n_per_class=2, seed=22, name="second.csv")
+    at = open_page("batch")
+    _upload_table_and_images(at, first, sorted((tmp_path / "images").iterdir()))
+    at.file_uploader(key="batch_csv").set_value(None).run()  # the old CSV is removed …
+    at.file_uploader(key="batch_csv").set_value(("second.csv", second.read_bytes(), "text/csv")).run()  # … a new one comes
+    assert at.radio(key="batch_image_source").value == "Upload image files"
+    button(at, "batch_score").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Bad rows"] == "0" and metrics["Rows scored"] == "6"
+
+
+def test_score_is_refused_before_any_row_is_marked_bad_when_no_images_were_given(app_env, tmp_path):
+    csv = make_pair_set(tmp_path, n_per_class=1, seed=23)
+    at = open_page("batch")
+    at.file_uploader(key="batch_csv").set_value(("pairs.csv", csv.read_bytes(), "text/csv")).run()
+    at.radio(key="batch_image_source").set_value("Upload image files").run()
+    button(at, "batch_score").click().run()
+    assert not at.exception
+    assert at.error and "no images were given" in at.error[0].value.lower()
+    assert "batch" not in at.session_state
+
+
+def test_results_belong_to_the_table_they_came_from(app_env, tmp_path):
+    first = make_pair_set(tmp_path, n_per_class=1, seed=24, name="first.csv")
+    second = make_pair_set(tmp_path, n_per_class=1, seed=25, name="second.csv")
+    at = open_page("batch")
+    _upload_table_and_images(at, first, sorted((tmp_path / "images").iterdir()))
+    button(at, "batch_score").click().run()
+    assert "Results" in [s.value for s in at.subheader]
+    at.file_uploader(key="batch_csv").set_value(("second.csv", second.read_bytes(), "text/csv")).run()
+    assert "Results" not in [s.value for s in at.subheader]
+    assert not [d for d in at.dataframe if "p_fused_positive" in d.value.columns]
+    assert "first.csv" in texts(at) and "Score this table" in texts(at)
+
+
+def test_scored_rows_count_lines_like_the_bad_rows_and_the_download_keeps_every_input_column(app_env, tmp_path,
+                                                                                           monkeypatch):
+    import streamlit as st
+
+    csv = make_pair_set(tmp_path, n_per_class=1, seed=26)
+    frame = pd.read_csv(csv, dtype=str)
+    frame["text_label"] = "neutral"  # a column the scorer does not map
+    frame.loc[len(frame)] = {"id": "bad", "text": "hi", "image": "missing.png", "label": "positive",
+                             "text_label": "positive"}
+    table_csv = tmp_path / "with-extra.csv"
+    frame.to_csv(table_csv, index=False)
+    downloads = {}
+    real = st.download_button
+    monkeypatch.setattr(st, "download_button",
+                        lambda label, data, *a, **k: downloads.__setitem__(label, data) or real(label, data, *a, **k))
+    at = open_page("batch")
+    _upload_table_and_images(at, table_csv, sorted((tmp_path / "images").iterdir()))
+    button(at, "batch_score").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    shown = scored_rows_table(at)
+    assert "row" not in shown.columns and list(shown["line in CSV"]) == list(range(2, len(frame) + 2))
+    bad_listing = next(d.value for d in at.dataframe if "reason" in d.value.columns)
+    assert list(bad_listing["line in CSV"]) == [len(frame) + 1]  # the last line of the file, header = line 1
+    # The answer sits next to the id, before the long text and the probability columns.
+    assert list(shown.columns[:5]) == ["line in CSV", "id", "prediction", "confidence", "conflict"]
+    downloaded = pd.read_csv(io.BytesIO(downloads["Download the scored CSV"]), dtype=str, encoding="utf-8-sig")
+    assert list(downloaded["text_label"]) == list(frame["text_label"])
+    assert list(downloaded["line in CSV"]) == [str(n) for n in range(2, len(frame) + 2)]

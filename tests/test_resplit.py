@@ -139,5 +139,5 @@ def test_attached_resplit_figures_sit_beside_the_test_figures_on_home(resplit_ru
     table = at.dataframe[0].value
     fused = table[table["Branch"].str.contains("usion|used", case=False)].iloc[0]
     summary = resplit_run["report"]["summary"]["fused"]["accuracy"]
-    assert fused[f"Accuracy, {len(SEEDS)} re-splits"] == f"{100 * summary['mean']:.1f} ± {100 * summary['sd']:.1f} %"
+    assert fused[f"Accuracy, {len(SEEDS)} re-splits"] == f"{100 * summary['mean']:.1f} ± {100 * summary['sd']:.1f}%"
     assert f"{len(SEEDS)} random splits" in texts(at) and "frozen text encoder" in texts(at)
