@@ -79,7 +79,8 @@ def class_distribution_chart(predictions_by_head: dict) -> go.Figure:
 
 
 def confidence_histogram(confidences: dict) -> go.Figure:
-    """Overlaid histograms of each head's confidence (max probability), 5-point bins."""
+    """Each head's confidence (max probability) in 5-point bins, the heads' bars side by side in each bin
+    (overlaid translucent bars mix into a colour no head has)."""
     fig = go.Figure()
     for head in _ordered_heads(confidences):
         values = confidences[head]
@@ -87,12 +88,12 @@ def confidence_histogram(confidences: dict) -> go.Figure:
             continue
         fig.add_histogram(
             name=head_label(head), x=np.asarray(values, dtype=float).tolist(),
-            xbins=dict(start=0.0, end=1.0, size=0.05), marker_color=_head_color(head), opacity=0.6,
+            xbins=dict(start=0.0, end=1.0, size=0.05), marker_color=_head_color(head),
             hovertemplate="confidence %{x}: %{y} rows<extra>" + head_label(head) + "</extra>",
         )
     fig.update_xaxes(title_text="confidence (max probability)", range=[0, 1], tickformat=".0%")
     fig.update_yaxes(title_text="rows")
-    return _layout(fig, "Confidence distribution", barmode="overlay")
+    return _layout(fig, "Confidence distribution", barmode="group", bargap=0.15)
 
 
 def confusion_matrix_chart(matrix, title: str = "Confusion matrix") -> go.Figure:

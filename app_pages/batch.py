@@ -31,6 +31,9 @@ from core.io.tables import TableError, prepare_pairs, read_table, to_safe_csv_by
 from core.scoring.batch import PROBABILITY_COLUMNS, labelled_metrics, score_rows
 
 NONE = "(none)"
+# Below this many labelled pairs a 95 % interval on accuracy spans more than ±6 points and the
+# reliability diagram's ten bins hold a few pairs each: the page says so.
+SMALL_SAMPLE = 200
 SOURCES = ["Upload a folder", "Upload image files", "Upload a zip", "A folder on the server", "No images"]
 
 eng, version, predictor, state = page_start(
@@ -198,8 +201,14 @@ metrics = labelled_metrics(good) if len(good) else None
 if metrics:
     st.subheader("Against your labels")
     st.dataframe(pd.DataFrame([{"Branch": head_label(h), "Pairs": m["n"], "Accuracy": pct(m["accuracy"]),
+                                "Accuracy, 95 % interval": f"{pct(m['accuracy_ci95'][0])} – {pct(m['accuracy_ci95'][1])}",
                                 "Weighted F1": pct(m["weighted_f1"]), "Macro F1": pct(m["macro_f1"])}
                                for h, m in metrics.items()]), hide_index=True)
+    n_labelled = max(m["n"] for m in metrics.values())
+    if n_labelled < SMALL_SAMPLE:
+        low, high = metrics[next(iter(metrics))]["accuracy_ci95"]
+        st.warning(f"Only {n_labelled} labelled pairs: on another sample of this size the accuracy could land "
+                   f"anywhere in its 95 % interval (here {pct(low)} – {pct(high)}). Treat these figures as rough.")
     tabs = st.tabs([head_label(h) for h in metrics])
     for tab, (head, m) in zip(tabs, metrics.items()):
         with tab:
@@ -211,7 +220,9 @@ if metrics:
                                key=f"batch_confusion_{head}")
     st.plotly_chart(charts.reliability_diagram(reliability_by_head(good)), key="batch_reliability")
     st.caption("Reliability: when the model says 80 % sure, is it right 80 % of the time? Points on the "
-               "dashed line mean yes.")
+               "dashed line mean yes."
+               + (f" With {n_labelled} pairs spread over 10 bins, most bins hold a handful of pairs: read the "
+                  "diagram as noise, not as a verdict." if n_labelled < SMALL_SAMPLE else ""))
 
 st.subheader("Scored rows")
 only_conflicts = st.checkbox("Show only modality conflicts", key="batch_only_conflicts")

@@ -60,6 +60,11 @@ def test_score_a_csv_with_images_and_a_bad_row(app_env, tmp_path, monkeypatch):
     assert bool(by_id.loc["mixed", "conflict"]), by_id.loc["mixed"]
     assert metrics["Modality conflicts"] == str(int(result["conflict"].sum()))
     assert "Against your labels" in texts(at)
+    # Eight labelled pairs scored: the page says how rough its figures are, with the interval it shows.
+    metrics_table = next(d.value for d in at.dataframe if "Accuracy, 95 % interval" in d.value.columns)
+    small = [w.value for w in at.warning if "Only 8 labelled pairs" in w.value]
+    assert small and metrics_table["Accuracy, 95 % interval"].iloc[0] in small[0].replace("here ", "")
+    assert "read the diagram as noise" in texts(at)
     assert len(at.get("plotly_chart")) >= 3 + 3  # distribution, confidence, 3 confusion matrices, reliability
 
     # What the download button hands over is the scored table with its formulas made inert.

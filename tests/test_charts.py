@@ -45,12 +45,15 @@ def test_class_distribution_counts_each_heads_predictions():
     assert list(fused_trace.text) == ["0%", "0%", "100%"]
 
 
-def test_confidence_histogram_overlays_the_heads_on_a_percent_axis():
+def test_confidence_histogram_puts_the_heads_side_by_side_on_a_percent_axis():
     rng = np.random.default_rng(0)
     fig = confidence_histogram({"image": rng.uniform(0.34, 1, 20), "text": rng.uniform(0.34, 1, 20)})
     assert [trace.type for trace in fig.data] == ["histogram", "histogram"]
     assert [trace.name for trace in fig.data] == ["Text only", "Image only"]  # stable head order
-    assert fig.layout.barmode == "overlay"
+    # Side by side in solid colours: overlaid translucent bars blend into a colour no head has.
+    assert fig.layout.barmode == "group"
+    assert all(trace.opacity in (None, 1) for trace in fig.data)
+    assert [trace.marker.color for trace in fig.data] == [HEAD_COLORS["text"], HEAD_COLORS["image"]]
 
 
 def test_confusion_matrix_chart_annotates_counts_with_true_and_predicted_axes():

@@ -9,6 +9,7 @@ from core.scoring.metrics import (
     classification_metrics,
     expected_calibration_error,
     metrics_for_heads,
+    accuracy_interval,
     reliability_bins,
     weighted_f1,
 )
@@ -106,3 +107,14 @@ def test_weighted_f1_is_scikit_learns_on_any_labels():
     for y_true, y_pred in cases:
         expected = f1_score(y_true, y_pred, labels=[0, 1, 2], average="weighted", zero_division=0)
         assert weighted_f1(y_true, y_pred) == pytest.approx(expected, abs=1e-12)
+
+
+def test_accuracy_interval_is_wilsons_and_narrows_with_more_pairs():
+    """A 95 % interval that stays in [0, 1], contains the observed accuracy, matches the Wilson score
+    interval's textbook values, and shrinks as the sample grows."""
+    assert accuracy_interval(0, 5) == pytest.approx((0.0, 0.4345), abs=1e-4)
+    assert accuracy_interval(45, 60) == pytest.approx((0.6277, 0.8422), abs=1e-4)
+    low, high = accuracy_interval(750, 1000)
+    assert low < 0.75 < high and high - low < accuracy_interval(45, 60)[1] - accuracy_interval(45, 60)[0]
+    metrics = classification_metrics([0, 1, 2, 2], np.eye(3)[[0, 1, 2, 0]])
+    assert metrics["accuracy_ci95"] == pytest.approx(list(accuracy_interval(3, 4)))

@@ -27,6 +27,18 @@ def weighted_f1(y_true, y_pred) -> float:
     return float((f1 * support).sum() / support.sum()) if support.sum() else 0.0
 
 
+def accuracy_interval(n_correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval (95 % by default) for an accuracy of ``n_correct`` / ``n``: how far the
+    figure could move on another sample of the same size. Stays inside [0, 1] and is honest for small
+    ``n`` and for accuracies near 0 or 1, where the normal approximation is not."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = n_correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
 def _as_arrays(y_true, probs) -> tuple[np.ndarray, np.ndarray]:
     y_true = np.asarray(y_true, dtype=int).reshape(-1)
     probs = np.asarray(probs, dtype=float)
@@ -98,6 +110,7 @@ def classification_metrics(y_true, probs) -> dict:
     return {
         "n": n,
         "accuracy": float((y_pred == y_true).mean()),
+        "accuracy_ci95": list(accuracy_interval(int((y_pred == y_true).sum()), n)),
         "weighted_f1": weighted_f1(y_true, y_pred),
         "macro_f1": float(f1_score(y_true, y_pred, labels=_CLASS_INDICES, average="macro", zero_division=0)),
         "per_class": per_class,
