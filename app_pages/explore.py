@@ -129,7 +129,9 @@ if result:
                         st.error(f"Could not explain this pair: {error}")
             explanation = state.get("explore_explanation")
             if explanation is not None:
-                st.caption(f"Explained in {explanation.seconds:.1f} s. " + " ".join(explanation.notes))
+                method = explanation.method  # how it was computed: for the tooltips only
+                st.caption(" ".join([f"Explained in {explanation.seconds:.1f} s.", *explanation.notes]),
+                           help="How it was computed: " + "; ".join(method) + "." if method else None)
                 for head in ("text", "fused"):
                     scores = explanation.token_scores.get(head)
                     if scores and explanation.tokens:
@@ -140,8 +142,12 @@ if result:
                 if explanation.heatmap is not None and result["image"] is not None:
                     overlay = charts.saliency_overlay(decode_image(result["image"]), explanation.heatmap)
                     head = explanation.heatmap_head or "image"
-                    st.image(overlay, width=320,
-                             caption=f"Where the {head_label(head).lower()} head looked (red = most important)")
+                    st.image(overlay, width=320)
+                    image_method = [step for step in method if step.startswith("image")]
+                    st.caption(f"**{head_label(head)} head → {explanation.predicted.get(head, '?')}.** Red areas "
+                               "pushed the prediction most; blue areas mattered little.",
+                               help="How it was computed: " + "; ".join(image_method) + "."
+                               if image_method else None)
 
     # ----- add to the correction set -----
     st.divider()

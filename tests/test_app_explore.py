@@ -239,3 +239,21 @@ def test_the_explorer_colours_words_on_the_fixed_scale(app_env):
                     for s in explanation.token_scores[head]]
         assert highlight_alphas(html_text) == pytest.approx(expected, abs=0.006), head
         assert f"{TOKEN_EFFECT_FULL_SCALE * 100:.0f} points" in html_text  # the legend states the scale
+
+
+DEVELOPER_WORDS = ("Grad-CAM", "fp32", "int8", "conv map", "gradients", "occlusion", "tokens")
+
+
+def test_the_explanation_speaks_user_words_and_keeps_the_method_in_a_tooltip(app_env):
+    at = open_page("explore")
+    analyse_example(at, "conflict-sad-text")
+    button(at, "explore_explain").click().run()
+    assert not at.exception and not at.error
+    on_screen = texts(at) + "\n".join(c for image in at.image for c in image.captions)
+    assert not [w for w in DEVELOPER_WORDS if w in on_screen], on_screen
+    picture = [c for c in at.caption if "Red areas" in c.value]
+    assert len(picture) == 1, [c.value for c in at.caption]
+    assert "pushed the prediction" in picture[0].value
+    assert "Grad-CAM" in picture[0].proto.help  # the method, for those who want it
+    timing = next(c for c in at.caption if c.value.startswith("Explained in"))
+    assert "leave-one-word-out" in timing.proto.help

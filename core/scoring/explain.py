@@ -20,8 +20,12 @@ go through the feature store, which would fill it with texts and pictures nobody
   preprocessing and measure the drop in the head's log-odds for its class, so the map lines up
   with the picture whatever resize or crop that processor does.
 
-Both use the same sign convention as ``app.charts.token_attribution_html`` and
+Both use the same sign convention as ``app.charts.token_effect_html`` and
 ``app.charts.saliency_overlay``: more = towards the predicted class.
+
+An Explanation keeps two kinds of remarks apart: ``notes`` say in plain words what limits the
+picture a user sees (words the model did not read, the picture's cut-off edges), ``method`` says how
+it was computed, for those who want the technical detail.
 """
 from __future__ import annotations
 
@@ -62,7 +66,8 @@ class Explanation:
     heatmap_head: str | None                # which head the saliency explains ("image" or "fused")
     seconds: float
     confidence: dict[str, float] = field(default_factory=dict)   # head → calibrated probability of its label
-    notes: list[str] = field(default_factory=list)               # method used, words not read, ...
+    notes: list[str] = field(default_factory=list)               # plain words: words not read, cut-off edges, ...
+    method: list[str] = field(default_factory=list)              # technical: how the scores and the map were computed
 
 
 # --------------------------------------------------------------------------------------------
@@ -265,6 +270,7 @@ def explain_pair(predictor, text: str | None, image: bytes | Image.Image | None)
         raise ValueError("nothing to explain: give a text, an image or both")
 
     notes: list[str] = []
+    method: list[str] = []
     predicted: dict[str, str] = {}
     confidence: dict[str, float] = {}
     token_scores: dict[str, list[float]] = {}
@@ -294,12 +300,15 @@ def explain_pair(predictor, text: str | None, image: bytes | Image.Image | None)
         text_vec, full_probs, token_scores, n_read, span = token_attributions(predictor, words, image_vec, heads)
         for head, probs in full_probs.items():
             record(head, probs)
+        method.append("word scores: leave-one-word-out occlusion, the drop in the calibrated probability of "
+                      "each head's predicted class when the word is left out")
         if n_read < len(words):
-            notes.append(f"only the first {n_read} of {len(words)} words fit in the text encoder's "
-                         f"{predictor.text_encoder.max_tokens} tokens; the rest were not read (score 0)")
+            notes.append(f"The model reads only the first {n_read} of {len(words)} words; the rest were not read "
+                         "and score 0.")
+            method.append(f"the text encoder reads at most {predictor.text_encoder.max_tokens} tokens")
         if span > 1:
-            notes.append(f"a long text: words were left out in groups of up to {span} neighbours, and each word "
-                         "shows its group's score")
+            notes.append(f"A long text: words were left out in groups of up to {span} neighbours, and each word "
+                         "shows its group's score.")
 
     if pil is not None:
         heatmap_head = "fused" if words else "image"
@@ -308,12 +317,15 @@ def explain_pair(predictor, text: str | None, image: bytes | Image.Image | None)
             if int8_twin:
                 probs = _probabilities(predictor, heatmap_head, text_vec, image_vec)[0]
         if heatmap is not None:
-            notes.append("image saliency: Grad-CAM on EfficientNet-Lite0's last conv map"
-                         + (" (its fp32 twin: the int8 graph has no gradients)" if int8_twin else "")
-                         + "; the model sees the centre square of the picture, so the cut-off edges are 0")
+            method.append("image saliency: Grad-CAM on EfficientNet-Lite0's last conv map"
+                          + (" (its fp32 twin: the int8 graph has no gradients)" if int8_twin else "")
+                          + "; the model sees the centre square of the picture, so the cut-off edges are 0")
+            notes.append("The model looks only at the centre square of the picture; the edges it cuts off "
+                         "stay blue.")
         else:
             _, probs, heatmap = occlusion_saliency(predictor, pil, text_vec, heatmap_head)
-            notes.append("image saliency: occlusion (each grid cell greyed out in turn)")
+            method.append("image saliency: occlusion (each grid cell greyed out in turn, the drop in the head's "
+                          "log-odds of its predicted class)")
         record(heatmap_head, probs)
         if "image" not in predicted:
             record("image", _probabilities(predictor, "image", text_vec, image_vec)[0])
@@ -324,7 +336,7 @@ def explain_pair(predictor, text: str | None, image: bytes | Image.Image | None)
     return Explanation(tokens=words, token_scores=token_scores, predicted=predicted,
                        heatmap=None if heatmap is None else heatmap.astype(np.float32),
                        heatmap_head=heatmap_head, seconds=time.perf_counter() - started,
-                       confidence=confidence, notes=notes)
+                       confidence=confidence, notes=notes, method=method)
 
 
 # --------------------------------------------------------------------------------------------
@@ -390,5 +402,7 @@ def format_explanation(explanation: Explanation, top_words: int = 12) -> str:
         lines += ["  " + row for row in ascii_heatmap(heat)]
     for note in e.notes:
         lines.append(f"note: {note}")
+    for step in e.method:
+        lines.append(f"method: {step}")
     lines.append(f"explained in {e.seconds:.2f} s")
     return "\n".join(lines)
