@@ -76,6 +76,25 @@ def reliability_by_head(frame: pd.DataFrame, n_bins: int = 10) -> dict[str, list
     return out
 
 
+def filter_rows(frame: pd.DataFrame, *, classes=None, wrong_only: bool = False,
+                confidence: tuple[float, float] = (0.0, 1.0), conflicts_only: bool = False) -> pd.DataFrame:
+    """The scored rows a user asked to see: predicted ``classes`` (None: any, bad rows included),
+    only predictions that differ from a given label, a confidence range (inclusive; the full range
+    keeps rows without a confidence), only modality conflicts."""
+    keep = pd.Series(True, index=frame.index)
+    if classes is not None and set(classes) != set(LABELS):
+        keep &= frame["prediction"].isin(list(classes))
+    if wrong_only:
+        keep &= frame["label"].notna() & frame["prediction"].notna() & (frame["prediction"] != frame["label"]) \
+            if "label" in frame else False
+    low, high = confidence
+    if (low, high) != (0.0, 1.0):
+        keep &= frame["confidence"].between(low, high)
+    if conflicts_only:
+        keep &= frame["conflict"].astype(bool)
+    return frame[keep]
+
+
 def wrong_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """Labelled, scored rows whose prediction differs from the label, with both a text and an image
     (only such pairs can train all three heads)."""

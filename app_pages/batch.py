@@ -15,6 +15,7 @@ from app.batch_report import (
     branch_predictions,
     csv_lines,
     download_frame,
+    filter_rows,
     reliability_by_head,
     results_view,
     scored,
@@ -225,15 +226,33 @@ if metrics:
                   "diagram as noise, not as a verdict." if n_labelled < SMALL_SAMPLE else ""))
 
 st.subheader("Scored rows")
-only_conflicts = st.checkbox("Show only modality conflicts", key="batch_only_conflicts")
-shown = results_view(frame[frame["conflict"]] if only_conflicts else frame)
+f1, f2, f3 = st.columns([2, 2, 1])
+classes = f1.multiselect("Predicted class", LABELS, default=LABELS, key="batch_filter_classes")
+low, high = f2.slider("Confidence (%)", 0, 100, (0, 100), step=5, key="batch_filter_confidence")
+only_conflicts = f3.checkbox("Show only modality conflicts", key="batch_only_conflicts")
+has_labels = "label" in frame and frame["label"].notna().any()
+only_wrong = f3.checkbox("Only wrong predictions", key="batch_only_wrong", disabled=not has_labels,
+                         help=None if has_labels else "Needs a label column.")
+chosen = filter_rows(frame, classes=classes, wrong_only=only_wrong and has_labels,
+                     confidence=(low / 100, high / 100), conflicts_only=only_conflicts)
+st.caption(f"Showing {len(chosen):,} of {len(frame):,} rows.")
+shown = results_view(chosen)
 # Shown in percent with one decimal everywhere (19.6 % beside 0.1 %); the download keeps fractions.
 percent = {c: st.column_config.NumberColumn(c.removeprefix("p_").replace("_", " "), format="%.1f %%")
            for c in PROBABILITY_COLUMNS + ["confidence"]}
 st.dataframe(shown.assign(**{c: shown[c] * 100 for c in percent}), hide_index=True, column_config=percent)
-st.download_button("Download the scored CSV", to_safe_csv_bytes(download_frame(frame, batch["table"])),
-                   file_name=f"scored-{batch['name'].rsplit('.', 1)[0]}.csv", mime="text/csv", key="batch_download",
-                   help="Cells that a spreadsheet would run as a formula are neutralised with a leading quote.")
+stem = batch["name"].rsplit(".", 1)[0]
+d1, d2 = st.columns(2)
+with d1:
+    st.download_button("Download the scored CSV", to_safe_csv_bytes(download_frame(frame, batch["table"])),
+                       file_name=f"scored-{stem}.csv", mime="text/csv", key="batch_download",
+                       help="Every row. Cells that a spreadsheet would run as a formula are neutralised with a "
+                            "leading quote.")
+if len(chosen) < len(frame):
+    with d2:
+        st.download_button(f"Download the {len(chosen):,} rows shown",
+                           to_safe_csv_bytes(download_frame(chosen, batch["table"])),
+                           file_name=f"scored-{stem}-filtered.csv", mime="text/csv", key="batch_download_shown")
 
 wrong = wrong_rows(frame)
 if len(wrong):

@@ -5,6 +5,8 @@ import io
 
 import pandas as pd
 
+from core.io.labels import LABELS
+
 from .conftest import button, make_pair_set, open_page, texts
 
 
@@ -218,3 +220,39 @@ def test_scored_rows_count_lines_like_the_bad_rows_and_the_download_keeps_every_
     downloaded = pd.read_csv(io.BytesIO(downloads["Download the scored CSV"]), dtype=str, encoding="utf-8-sig")
     assert list(downloaded["text_label"]) == list(frame["text_label"])
     assert list(downloaded["line in CSV"]) == [str(n) for n in range(2, len(frame) + 2)]
+
+
+def test_results_can_be_sliced_and_the_download_follows_the_slice(app_env, tmp_path, monkeypatch):
+    import streamlit as st
+
+    csv = make_pair_set(tmp_path, n_per_class=3, seed=27)
+    downloads = {}
+    real = st.download_button
+    monkeypatch.setattr(st, "download_button",
+                        lambda label, data, *a, **k: downloads.__setitem__(label, data) or real(label, data, *a, **k))
+    at = open_page("batch")
+    _upload_table_and_images(at, csv, sorted((tmp_path / "images").iterdir()))
+    button(at, "batch_score").click().run()
+    result = at.session_state["batch"]["result"].frame
+    assert f"Showing {len(result)} of {len(result)} rows." in texts(at)
+
+    assert result["prediction"].nunique() > 1  # drawn pairs of three moods: the head answers more than one way
+    predicted = result["prediction"].value_counts().index[-1]  # a class the head predicts, not for every row
+    at.multiselect(key="batch_filter_classes").set_value([predicted]).run()
+    shown = scored_rows_table(at)
+    expected = result[result["prediction"] == predicted]
+    assert list(shown["id"]) == list(expected["id"]) and set(shown["prediction"]) == {predicted}
+    assert f"Showing {len(expected)} of {len(result)} rows." in texts(at)
+    filtered = pd.read_csv(io.BytesIO(downloads[f"Download the {len(expected)} rows shown"]), dtype=str,
+                           encoding="utf-8-sig")
+    assert list(filtered["id"]) == list(expected["id"])
+
+    at.multiselect(key="batch_filter_classes").set_value(list(LABELS)).run()
+    at.slider(key="batch_filter_confidence").set_range(90, 100).run()
+    confident = result[result["confidence"] >= 0.9]
+    assert list(scored_rows_table(at)["id"]) == list(confident["id"])
+
+    at.slider(key="batch_filter_confidence").set_range(0, 100).run()
+    at.checkbox(key="batch_only_wrong").check().run()
+    wrong = result[result["prediction"] != result["label"]]
+    assert list(scored_rows_table(at)["id"]) == list(wrong["id"])
