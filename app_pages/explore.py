@@ -5,7 +5,7 @@ import hashlib
 
 import streamlit as st
 
-from app import charts
+from app import charts, warmup
 from app.examples import example_pairs
 from app_pages.common import corrections, page_start, pct
 from core.heads.correction_set import CorrectionItem
@@ -73,11 +73,15 @@ if st.button("Analyse", type="primary", key="explore_analyse"):
     if not (text and text.strip()) and image_bytes is None:
         st.error("Give a text, an image or both.")
     else:
+        message = ("Loading the model (first use on this server, about 10–20 s)…"
+                   if warmup.first_use(predictor, text, image_bytes) else "Analysing…")
         try:
-            prediction = predictor.predict_pair(text, image_bytes)
+            with st.spinner(message):
+                prediction = predictor.predict_pair(text, image_bytes)
         except (ImageError, OSError, ValueError) as error:
             st.error(f"Could not analyse this pair: {error}")
         else:
+            warmup.mark_used(predictor, text, image_bytes)
             state["explore_result"] = {"text": text, "image": image_bytes, "image_name": image_name,
                                        "prediction": prediction, "version": version,
                                        "inputs": inputs_fingerprint(text, image_bytes)}

@@ -257,3 +257,38 @@ def test_the_explanation_speaks_user_words_and_keeps_the_method_in_a_tooltip(app
     assert "Grad-CAM" in picture[0].proto.help  # the method, for those who want it
     timing = next(c for c in at.caption if c.value.startswith("Explained in"))
     assert "leave-one-word-out" in timing.proto.help
+
+
+def test_the_first_analyse_of_a_server_says_the_model_is_loading(app_env, monkeypatch):
+    import contextlib
+
+    import streamlit
+
+    from app import session
+    from app_pages.common import _engine
+
+    shown: list[str] = []
+
+    @contextlib.contextmanager
+    def spinner(text="", *args, **kwargs):
+        shown.append(text)
+        yield
+
+    monkeypatch.setattr(streamlit, "spinner", spinner)
+    at = open_page("explore")
+    # A fresh server: the encoders this page's engine holds have not run a single input yet.
+    eng = _engine(*session.engine_key())
+    for encoder in (eng.text_encoder, eng.image_encoder):
+        monkeypatch.setattr(encoder, "n_encoded", 0)
+    import app.warmup
+    monkeypatch.setattr(app.warmup, "_USED", type(app.warmup._USED)())
+
+    at.text_area(key="explore_text").input("a first text for this server").run()
+    button(at, "explore_analyse").click().run()
+    assert not at.exception and not at.error
+    loading = "Loading the model (first use on this server, about 10–20 s)…"
+    assert [s for s in shown if "first use on this server" in s] == [loading], shown
+    shown.clear()
+    at.text_area(key="explore_text").input("a second text").run()
+    button(at, "explore_analyse").click().run()
+    assert shown == ["Analysing…"], shown  # warm now: a plain spinner
