@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from core.io.labels import HEAD_NAMES, LABEL_TO_INDEX, LABELS
+from app.formatting import pct
+from core.io.labels import HEAD_NAMES, LABEL_TO_INDEX, LABELS, head_label
 from core.scoring.batch import head_probabilities
 from core.scoring.metrics import reliability_bins
 
@@ -35,6 +36,32 @@ def download_frame(frame: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
     extra = [c for c in table.columns if c not in view.columns]
     inputs = table.iloc[frame["row"].to_numpy()][extra].reset_index(drop=True)
     return pd.concat([view.reset_index(drop=True), inputs], axis=1)
+
+
+def metrics_table(metrics: dict) -> pd.DataFrame:
+    """One row per head: pairs, accuracy with its 95 % interval, weighted and macro F1, as the page
+    and the report show them."""
+    return pd.DataFrame([{"Branch": head_label(h), "Pairs": m["n"], "Accuracy": pct(m["accuracy"]),
+                          "Accuracy, 95 % interval": f"{pct(m['accuracy_ci95'][0])} – {pct(m['accuracy_ci95'][1])}",
+                          "Weighted F1": pct(m["weighted_f1"]), "Macro F1": pct(m["macro_f1"])}
+                         for h, m in metrics.items()])
+
+
+def html_report(title: str, figures: dict, summary: pd.DataFrame | None, counts: dict) -> str:
+    """A self-contained HTML page of a scored batch: counts, the metrics table when there are labels,
+    and every chart (plotly.js inlined once, so it opens offline and the charts stay interactive)."""
+    import html
+
+    parts = [f"<h1>{html.escape(title)}</h1>",
+             "<p>" + " · ".join(f"{html.escape(k)}: {v:,}" for k, v in counts.items()) + "</p>"]
+    if summary is not None:
+        parts += ["<h2>Against the labels</h2>", summary.to_html(index=False, escape=True)]
+    for n, (name, figure) in enumerate(figures.items()):
+        parts += [f"<h2>{html.escape(name)}</h2>",
+                  figure.to_html(full_html=False, include_plotlyjs=(n == 0))]
+    return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>" + html.escape(title) + "</title>"
+            "<style>body{font-family:sans-serif;max-width:1000px;margin:auto} table{border-collapse:collapse}"
+            " td,th{border:1px solid #ccc;padding:4px 8px}</style></head><body>" + "".join(parts) + "</body></html>")
 
 
 def scored(frame: pd.DataFrame) -> pd.DataFrame:

@@ -153,34 +153,6 @@ def training_curves(history: list[dict]) -> go.Figure:
     return _layout(fig, "Training curves")
 
 
-TOKEN_ATTRIBUTION_LEGEND = (
-    "green = pushes towards the predicted class, red = pushes away from it; "
-    "stronger colour = stronger effect"
-)
-
-
-def token_attribution_html(tokens: list[str], scores: list[float]) -> str:
-    """Tokens as coloured HTML spans, followed by a one-line legend.
-
-    Scores are scaled by the largest absolute score so the strongest token is fully coloured;
-    each span's tooltip carries the raw score.
-    """
-    if len(tokens) != len(scores):
-        raise ValueError(f"{len(tokens)} tokens but {len(scores)} scores")
-    scores_array = np.nan_to_num(np.asarray(scores, dtype=float))
-    scale = float(np.abs(scores_array).max()) if scores_array.size else 0.0
-    spans = []
-    for token, score in zip(tokens, scores_array):
-        strength = abs(score) / scale if scale > 0 else 0.0
-        rgb = "44,160,44" if score >= 0 else "214,39,40"  # CLASS_COLORS positive / negative
-        spans.append(
-            f'<span style="background-color: rgba({rgb},{0.75 * strength:.2f}); '
-            f'padding: 1px 3px; border-radius: 3px;" title="{score:+.3f}">{html.escape(token)}</span>'
-        )
-    legend = f'<div style="font-size: 0.8em; color: #666;">{TOKEN_ATTRIBUTION_LEGEND}</div>'
-    return f'<div style="line-height: 2;">{" ".join(spans)}</div>{legend}'
-
-
 # Full colour at a change of 25 points in the probability of the predicted class, linear below, clipped
 # above. The scale is fixed, not relative to the strongest word of each text: a colour then means the
 # same effect on every pair, so a text whose words barely matter (all under a point) stays nearly

@@ -16,13 +16,15 @@ from app.batch_report import (
     csv_lines,
     download_frame,
     filter_rows,
+    html_report,
+    metrics_table,
     reliability_by_head,
     results_view,
     scored,
     wrong_rows,
 )
 from app.uploads import count_images, extract_images_zip, save_uploaded_files, server_folder
-from app_pages.common import corrections, duration, page_start, pct, session_dir
+from app_pages.common import corrections, duration, glossary, page_start, pct, session_dir
 from core import config
 from core.heads.correction_set import items_from_rows
 from core.io.images import IMAGE_TYPES
@@ -193,18 +195,20 @@ if len(bad):
         listing = pd.DataFrame({LINE: csv_lines(bad), "id": bad["id"], "reason": bad["message"]})
         st.dataframe(listing, hide_index=True)
 
+figures = {}  # every chart of the run, for the HTML report
 if len(good):
     c1, c2 = st.columns(2)
-    c1.plotly_chart(charts.class_distribution_chart(branch_predictions(good)), key="batch_distribution")
-    c2.plotly_chart(charts.confidence_histogram(branch_confidences(good)), key="batch_confidence")
+    figures["Predicted classes"] = charts.class_distribution_chart(branch_predictions(good))
+    figures["Confidence"] = charts.confidence_histogram(branch_confidences(good))
+    c1.plotly_chart(figures["Predicted classes"], key="batch_distribution")
+    c2.plotly_chart(figures["Confidence"], key="batch_confidence")
 
 metrics = labelled_metrics(good) if len(good) else None
+summary = None
 if metrics:
     st.subheader("Against your labels")
-    st.dataframe(pd.DataFrame([{"Branch": head_label(h), "Pairs": m["n"], "Accuracy": pct(m["accuracy"]),
-                                "Accuracy, 95 % interval": f"{pct(m['accuracy_ci95'][0])} – {pct(m['accuracy_ci95'][1])}",
-                                "Weighted F1": pct(m["weighted_f1"]), "Macro F1": pct(m["macro_f1"])}
-                               for h, m in metrics.items()]), hide_index=True)
+    summary = metrics_table(metrics)
+    st.dataframe(summary, hide_index=True)
     n_labelled = max(m["n"] for m in metrics.values())
     if n_labelled < SMALL_SAMPLE:
         low, high = metrics[next(iter(metrics))]["accuracy_ci95"]
@@ -217,13 +221,22 @@ if metrics:
             report = pd.DataFrame([{"class": c, "precision": pct(v["precision"]), "recall": pct(v["recall"]),
                                     "F1": pct(v["f1"]), "support": v["support"]} for c, v in m["per_class"].items()])
             left.dataframe(report, hide_index=True)
-            right.plotly_chart(charts.confusion_matrix_chart(m["confusion_matrix"], f"Confusion matrix — {head_label(head)}"),
-                               key=f"batch_confusion_{head}")
-    st.plotly_chart(charts.reliability_diagram(reliability_by_head(good)), key="batch_reliability")
+            title = f"Confusion matrix — {head_label(head)}"
+            figures[title] = charts.confusion_matrix_chart(m["confusion_matrix"], title)
+            right.plotly_chart(figures[title], key=f"batch_confusion_{head}")
+    figures["Reliability"] = charts.reliability_diagram(reliability_by_head(good))
+    st.plotly_chart(figures["Reliability"], key="batch_reliability")
     st.caption("Reliability: when the model says 80 % sure, is it right 80 % of the time? Points on the "
                "dashed line mean yes."
                + (f" With {n_labelled} pairs spread over 10 bins, most bins hold a handful of pairs: read the "
                   "diagram as noise, not as a verdict." if n_labelled < SMALL_SAMPLE else ""))
+    glossary()
+if figures:
+    report = html_report(f"{batch['name']} — head version {batch['version']}", figures, summary,
+                         {"Rows scored": len(good), "Bad rows": len(bad), "Modality conflicts": int(frame["conflict"].sum())})
+    st.download_button("Download the charts and metrics (HTML report)", report.encode(),
+                       file_name=f"report-{batch['name'].rsplit('.', 1)[0]}.html", mime="text/html",
+                       key="batch_report", help="One self-contained page: works offline, charts stay interactive.")
 
 st.subheader("Scored rows")
 f1, f2, f3 = st.columns([2, 2, 1])

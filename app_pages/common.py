@@ -11,6 +11,7 @@ from pathlib import Path
 import streamlit as st
 
 from app import session
+from app.formatting import pct  # noqa: F401 - the pages format numbers through common
 from core.encoders import EncoderUnavailable
 from core.heads.correction_set import CorrectionSet
 from core.registry import RegistryError
@@ -52,6 +53,14 @@ def active_predictor(eng: session.Engine):
         st.stop()
 
 
+def glossary() -> None:
+    """A closed expander that explains the words the page uses."""
+    from app.glossary import glossary_markdown
+
+    with st.expander("What the words mean"):
+        st.markdown(glossary_markdown())
+
+
 def page_start(title: str, caption: str):
     """The opening every working page shares: its title and caption, then (engine, active version,
     its predictor, this user's session state). Stops the page with a clear message when no head can
@@ -88,10 +97,6 @@ def session_dir(name: str) -> Path:
     if key not in st.session_state or not Path(st.session_state[key]).is_dir():
         st.session_state[key] = tempfile.mkdtemp(prefix=f"mmsa-{name}-")
     return Path(st.session_state[key])
-
-
-def pct(value: float | None, digits: int = 1) -> str:
-    return "–" if value is None else f"{value * 100:.{digits}f}%"
 
 
 def duration(seconds: float | None) -> str:

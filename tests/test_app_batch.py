@@ -70,7 +70,8 @@ def test_score_a_csv_with_images_and_a_bad_row(app_env, tmp_path, monkeypatch):
     assert len(at.get("plotly_chart")) >= 3 + 3  # distribution, confidence, 3 confusion matrices, reliability
 
     # What the download button hands over is the scored table with its formulas made inert.
-    assert [w.proto.label for w in at.get("download_button")] == ["Download the scored CSV"]
+    assert [w.proto.label for w in at.get("download_button")] == ["Download the charts and metrics (HTML report)",
+                                                                  "Download the scored CSV"]
     from app.batch_report import download_frame
 
     expected = download_frame(result, at.session_state["batch"]["table"])
@@ -256,3 +257,26 @@ def test_results_can_be_sliced_and_the_download_follows_the_slice(app_env, tmp_p
     at.checkbox(key="batch_only_wrong").check().run()
     wrong = result[result["prediction"] != result["label"]]
     assert list(scored_rows_table(at)["id"]) == list(wrong["id"])
+
+
+def test_a_scored_batch_exports_one_html_report_and_explains_its_words(app_env, tmp_path, monkeypatch):
+    import streamlit as st
+
+    csv = make_pair_set(tmp_path, n_per_class=2, seed=28)
+    downloads = {}
+    real = st.download_button
+    monkeypatch.setattr(st, "download_button",
+                        lambda label, data, *a, **k: downloads.__setitem__(label, data) or real(label, data, *a, **k))
+    at = open_page("batch")
+    _upload_table_and_images(at, csv, sorted((tmp_path / "images").iterdir()))
+    button(at, "batch_score").click().run()
+    assert not at.exception and not at.error
+    report = downloads["Download the charts and metrics (HTML report)"].decode()
+    assert report.startswith("<!DOCTYPE html>") and "Against the labels" in report and "Weighted F1" in report
+    # Every chart of the page is in it (plotly.js once, inline: it opens offline).
+    for title in ("Predicted classes", "Confidence", "Confusion matrix — Fused", "Reliability"):
+        assert f"<h2>{title}</h2>" in report
+    assert report.count("plotly.js v") == 1 and "<script src=" not in report
+    glossary = next(e for e in at.expander if e.label == "What the words mean")
+    words = "\n".join(m.value for m in glossary.markdown)
+    assert "Weighted F1" in words and "Modality conflict" in words and "Calibration" in words

@@ -7,14 +7,14 @@ from PIL import Image
 from app.charts import (
     CLASS_COLORS,
     HEAD_COLORS,
-    TOKEN_ATTRIBUTION_LEGEND,
     class_distribution_chart,
     confidence_histogram,
     confusion_matrix_chart,
     probability_chart,
     reliability_diagram,
     saliency_overlay,
-    token_attribution_html,
+    token_effect_html,
+    token_effect_legend,
     training_curves,
 )
 from core.io.labels import LABELS
@@ -99,15 +99,16 @@ def test_training_curves_skip_series_that_were_not_recorded():
     assert [trace.name for trace in fig.data] == ["Train loss"]
 
 
-def test_token_attribution_html_colours_and_escapes_tokens():
-    html_text = token_attribution_html(["<script>", "great", "awful"], [0.0, 0.8, -0.4])
+def test_token_effect_html_colours_on_a_fixed_scale_and_escapes_tokens():
+    html_text = token_effect_html(["<script>", "great", "awful", "meh"], [0.0, 0.30, -0.125, 0.002])
 
     assert "<script>" not in html_text and "&lt;script&gt;" in html_text
-    assert "rgba(44,160,44,0.75)" in html_text  # strongest supporting token: full green
-    assert "rgba(214,39,40,0.38)" in html_text  # half as strong, pushing away: red
-    assert TOKEN_ATTRIBUTION_LEGEND in html_text
+    assert "rgba(44,160,44,0.75)" in html_text  # 30 points, past the 25-point scale: full green
+    assert "rgba(214,39,40,0.38)" in html_text  # 12.5 points against: half-strength red
+    assert "rgba(44,160,44,0.01)" in html_text  # 0.2 points: barely tinted, whatever the other words do
+    assert token_effect_legend() in html_text
     with pytest.raises(ValueError):
-        token_attribution_html(["a"], [0.1, 0.2])
+        token_effect_html(["a"], [0.1, 0.2])
 
 
 def test_saliency_overlay_keeps_the_image_size_and_shows_the_heat():
