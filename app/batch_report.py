@@ -122,6 +122,22 @@ def filter_rows(frame: pd.DataFrame, *, classes=None, wrong_only: bool = False,
     return frame[keep]
 
 
+def worth_labelling(frame: pd.DataFrame, n: int) -> pd.DataFrame:
+    """The ``n`` unlabelled scored pairs (with a text and an image) most worth a label, best first:
+    ``core.scoring.uncertainty.labelling_priority`` over the calibrated probabilities in ``frame``,
+    with the priority in a ``priority`` column."""
+    from core.scoring.uncertainty import labelling_priority, most_informative
+
+    unlabelled = frame["label"].isna() if "label" in frame else pd.Series(True, index=frame.index)
+    candidates = frame[(frame["status"] != "error") & unlabelled & frame["text"].notna() & frame["image"].notna()
+                       & frame["prediction"].notna()]
+    if candidates.empty:
+        return candidates.assign(priority=[])
+    priority = labelling_priority(*(head_probabilities(candidates, head) for head in ("fused", "text", "image")))
+    chosen = most_informative(priority, n)
+    return candidates.iloc[chosen].assign(priority=priority[chosen])
+
+
 def wrong_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """Labelled, scored rows whose prediction differs from the label, with both a text and an image
     (only such pairs can train all three heads)."""

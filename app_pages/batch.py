@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +22,7 @@ from app.batch_report import (
     reliability_by_head,
     results_view,
     scored,
+    worth_labelling,
     wrong_rows,
 )
 from app.uploads import count_images, extract_images_zip, save_uploaded_files, server_folder
@@ -281,4 +283,30 @@ if len(wrong):
             st.warning(problem)
 elif metrics:
     st.caption("Every labelled pair was predicted correctly: nothing to send to the correction set.")
+
+candidates = worth_labelling(frame, len(frame))
+if len(candidates):
+    st.subheader("Label where it pays")
+    st.caption("The unlabelled pairs the model is least sure of, and those whose text and picture disagree, "
+               "come first: labelling these teaches a correction more than labelling pairs at random "
+               "(measured on MVSA: docs/model-card.md, 'Label where it pays').")
+    n_show = st.slider("How many to label", 1, min(50, len(candidates)), min(10, len(candidates)), key="batch_al_n")
+    by_row = {row.row: row for row in batch["rows"]}
+    picked = {}
+    for _, pair in candidates.head(n_show).iterrows():
+        c_text, c_answer, c_label = st.columns([5, 2, 2])
+        c_text.markdown(f"**line {pair['row'] + 2}** · {pair['text'][:160]}  \n`{pair['image']}`")
+        c_answer.caption(f"model: {pair['prediction']} ({pct(pair['confidence'])})")
+        label = c_label.selectbox("Your label", ["(skip)", *LABELS], key=f"batch_al_{pair['row']}",
+                                  label_visibility="collapsed")
+        if label != "(skip)":
+            picked[int(pair["row"])] = label
+    if st.button(f"Send the {len(picked)} labelled pair{'s' if len(picked) != 1 else ''} to the correction set",
+                 key="batch_al_send", disabled=not picked):
+        items, problems = items_from_rows([replace(by_row[r], label=label) for r, label in picked.items()], "batch")
+        added = sum(corrections().add(item) for item in items)
+        st.success(f"Added {added} pair(s); the correction set now holds {len(corrections())}. "
+                   "Train on them on the *Correct the model* page.")
+        for problem in problems:
+            st.warning(problem)
 st.caption(f"Labels: {', '.join(LABELS)}.")

@@ -280,3 +280,32 @@ def test_a_scored_batch_exports_one_html_report_and_explains_its_words(app_env, 
     glossary = next(e for e in at.expander if e.label == "What the words mean")
     words = "\n".join(m.value for m in glossary.markdown)
     assert "Weighted F1" in words and "Modality conflict" in words and "Calibration" in words
+
+
+def test_unlabelled_pairs_are_offered_least_sure_first_and_go_to_the_correction_set(app_env, tmp_path):
+    from app.batch_report import worth_labelling
+
+    csv = make_pair_set(tmp_path, n_per_class=2, seed=29)
+    table = pd.read_csv(csv, dtype=str).drop(columns=["label"])  # a table without labels
+    unlabelled = tmp_path / "unlabelled.csv"
+    table.to_csv(unlabelled, index=False)
+    at = open_page("batch")
+    _upload_table_and_images(at, unlabelled, sorted((tmp_path / "images").iterdir()))
+    button(at, "batch_score").click().run()
+    assert not at.exception and not at.error
+    assert "Label where it pays" in [s.value for s in at.subheader]
+    frame = at.session_state["batch"]["result"].frame
+    ranked = worth_labelling(frame, len(frame))
+    assert list(ranked["priority"]) == sorted(ranked["priority"], reverse=True) and len(ranked) == len(frame)
+    at.slider(key="batch_al_n").set_value(3).run()
+    offered = [s.key for s in at.selectbox if s.key and s.key.startswith("batch_al_")]
+    assert offered == [f"batch_al_{r}" for r in ranked["row"][:3]]  # the three least sure, in that order
+    assert at.button(key="batch_al_send").disabled
+    at.selectbox(key=offered[0]).set_value("neutral").run()
+    at.selectbox(key=offered[2]).set_value("positive").run()
+    button(at, "batch_al_send").click().run()
+    assert not at.exception and not at.error
+    sent = at.session_state["corrections"].items
+    rows = list(ranked["row"][:3])
+    assert sorted((i.text, i.label) for i in sent) == sorted(
+        [(frame.set_index("row").loc[rows[0], "text"], "neutral"), (frame.set_index("row").loc[rows[2], "text"], "positive")])
