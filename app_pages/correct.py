@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from app.correction_charts import correction_curves
+from app.correction_charts import accuracy_curves, loss_curve
 from app.uploads import extract_images_zip, save_uploaded_files
 from app_pages.common import corrections, page_start, pct, reference_set, session_dir
 from core.heads.correction import CorrectionConfig
@@ -84,9 +84,20 @@ with st.expander("Settings"):
                              key="correct_weight", help="How much more a correction pair counts than a replayed one.")
 settings = CorrectionConfig(lr=float(lr), epochs=int(epochs), correction_weight=float(weight))
 
-if st.button("Train correction", type="primary", key="correct_train", disabled=len(collected) == 0):
-    progress = st.progress(0.0, text="Encoding the pairs…")
-    chart = st.empty()
+train_clicked = st.button("Train correction", type="primary", key="correct_train", disabled=len(collected) == 0)
+progress_slot = st.empty()
+# One pair of chart slots: the live curves while training, then the final ones in the same place.
+curve_left, curve_right = st.columns(2)
+loss_slot, accuracy_slot = curve_left.empty(), curve_right.empty()
+
+
+def _draw_curves(history: list[dict], key: str) -> None:
+    loss_slot.plotly_chart(loss_curve(history), key=f"{key}_loss")
+    accuracy_slot.plotly_chart(accuracy_curves(history), key=f"{key}_accuracy")
+
+
+if train_clicked:
+    progress = progress_slot.progress(0.0, text="Encoding the pairs…")
     history: list[dict] = []
 
     def on_epoch(row: dict) -> None:
@@ -94,12 +105,14 @@ if st.button("Train correction", type="primary", key="correct_train", disabled=l
         progress.progress(min(row["epoch"] / settings.epochs, 1.0),
                           text=f"Epoch {row['epoch']} · loss {row['train_loss']:.3f} · "
                                f"correction pairs right {pct(row['correction_accuracy'], 0)}")
-        chart.plotly_chart(correction_curves(history), key=f"correct_live_{row['epoch']}")
+        _draw_curves(history, f"correct_live_{row['epoch']}")
 
     try:
         run = run_correction(predictor, list(collected.items), replay, check, settings, on_epoch=on_epoch)
     except (TrainingRefused, ValueError, OSError) as error:
         progress.empty()
+        loss_slot.empty()
+        accuracy_slot.empty()
         st.error(f"Training refused: {error}")
     else:
         progress.progress(1.0, text=f"Done in {run.seconds:.1f} s ({len(run.history)} epochs).")
@@ -112,7 +125,7 @@ if trained:
     if trained["base_version"] != version:
         st.warning(f"The active version changed to {version} since this correction was trained from "
                    f"{trained['base_version']}; saving keeps {trained['base_version']} as its parent.")
-    st.plotly_chart(correction_curves(run.history), key="correct_curves")
+    _draw_curves(run.history, "correct_curves")
     n = len(run.pairs)
     ref_before, ref_after = run.reference_before.get("fused"), run.reference_after.get("fused")
     c1, c2, c3 = st.columns(3)

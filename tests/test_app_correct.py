@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 
 import pytest
@@ -85,6 +86,22 @@ def test_saving_without_ticking_activate_changes_nothing_for_anyone(fresh_home, 
     registry = open_registry()
     assert registry.active_version() == before
     assert len(registry.versions()) == 2  # the saved version is there, just not served
+
+
+def test_training_draws_one_loss_chart_and_one_accuracy_chart(fresh_home, tmp_path):
+    at = open_page("correct")
+    upload_pairs(at, tmp_path)
+    train(at, epochs=3)
+    figures = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    names = [[trace.get("name", "") for trace in figure["data"]] for figure in figures]
+    loss = [n for n in names if "Loss" in n]
+    accuracy = [n for n in names if "Correction pairs right" in n]
+    assert len(loss) == 1 and len(accuracy) == 1, names  # the live chart gave way to the final one
+    assert not any("loss" in name.lower() for name in accuracy[0]), accuracy[0]
+
+    at.run()  # and the next run still shows it once
+    figures = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    assert sum("Correction pairs right" in [t.get("name") for t in f["data"]] for f in figures) == 1
 
 
 def test_roll_back_is_disabled_with_nothing_to_roll_back_to(fresh_home):
