@@ -63,10 +63,17 @@ with tab_upload:
         else:
             items, problems = items_from_rows(rows, "upload")
             added = sum(collected.add(item) for item in items)
-            st.success(f"Added {added} pair(s); the correction set now holds {len(collected)}.")
-            if problems:
-                with st.expander(f"{len(problems)} row(s) left out", expanded=True):
-                    st.write("\n".join(f"- {p}" for p in problems))
+            # Rerun so the tab label and the table above show the pairs just added.
+            state["correct_added"] = (f"Added {added} pair(s); the correction set now holds {len(collected)}.",
+                                      problems)
+            st.rerun()
+    outcome = state.pop("correct_added", None)
+    if outcome:
+        message, problems = outcome
+        st.success(message)
+        if problems:
+            with st.expander(f"{len(problems)} row(s) left out", expanded=True):
+                st.write("\n".join(f"- {p}" for p in problems))
 
 # ----- 2. train ---------------------------------------------------------------------------------
 st.subheader("2. Train the correction")

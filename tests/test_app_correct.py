@@ -88,6 +88,16 @@ def test_saving_without_ticking_activate_changes_nothing_for_anyone(fresh_home, 
     assert len(registry.versions()) == 2  # the saved version is there, just not served
 
 
+def test_the_correction_set_tab_counts_the_pairs_just_added(fresh_home, tmp_path):
+    at = open_page("correct")
+    assert at.tabs[0].label == "Your correction set (0)"
+    upload_pairs(at, tmp_path)
+    assert "Added 9 pair(s); the correction set now holds 9." in texts(at)
+    assert at.tabs[0].label == "Your correction set (9)"
+    assert "Empty." not in texts(at)
+    assert len(at.tabs[0].dataframe[0].value) == 9  # the table of the pairs just added
+
+
 def test_training_draws_one_loss_chart_and_one_accuracy_chart(fresh_home, tmp_path):
     at = open_page("correct")
     upload_pairs(at, tmp_path)
