@@ -45,7 +45,7 @@ with tab_set:
         st.info("Empty. Add pairs from *Explore a pair*, send wrong rows from *Batch scoring*, or upload a "
                 "labelled CSV in the next tab.")
 with tab_upload:
-    csv_file = st.file_uploader("Labelled CSV (columns text, image, label)", type=["csv", "txt"], key="correct_csv")
+    csv_file = st.file_uploader("Labelled CSV (columns text, image, label; id optional)", type=["csv", "txt"], key="correct_csv")
     images = st.file_uploader("Its images (files or one zip)", accept_multiple_files=True,
                               type=[*IMAGE_TYPES, "zip"], key="correct_images")
     if st.button("Add these pairs to the correction set", key="correct_add_upload", disabled=csv_file is None):
@@ -57,7 +57,10 @@ with tab_upload:
                 root = extract_images_zip(zips[0].getvalue(), target)
             else:
                 root, _ = save_uploaded_files([(f.name, f.getvalue()) for f in images or []], target)
-            rows = prepare_pairs(table, label_column="label", images_root=Path(root), require_label=True)
+            # The CSV's own ids when it has an id column (any case), else the row numbers.
+            id_column = "id" if any(str(c).strip().lower() == "id" for c in table.columns) else None
+            rows = prepare_pairs(table, label_column="label", id_column=id_column, images_root=Path(root),
+                                 require_label=True)
         except (TableError, UnsafePathError, OSError) as error:
             st.error(f"These pairs cannot be used: {error}")
         else:

@@ -98,6 +98,16 @@ def test_the_correction_set_tab_counts_the_pairs_just_added(fresh_home, tmp_path
     assert len(at.tabs[0].dataframe[0].value) == 9  # the table of the pairs just added
 
 
+def test_uploaded_pairs_keep_the_ids_of_their_csv(fresh_home, tmp_path):
+    import pandas as pd
+
+    at = open_page("correct")
+    csv = upload_pairs(at, tmp_path)
+    want = pd.read_csv(csv)["id"].tolist()  # "positive-21-0", ...
+    assert [item.id for item in at.session_state["corrections"].items] == want
+    assert at.tabs[0].dataframe[0].value["id"].tolist() == want
+
+
 def test_training_draws_one_loss_chart_and_one_accuracy_chart(fresh_home, tmp_path):
     at = open_page("correct")
     upload_pairs(at, tmp_path)
