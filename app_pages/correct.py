@@ -209,7 +209,7 @@ st.dataframe(pd.DataFrame([{
 def _can_roll_back() -> bool:
     """Whether the registry remembers an earlier active version (what Roll back would re-activate)."""
     try:
-        return bool(eng.registry._read_state()["history"])
+        return bool(eng.registry.can_roll_back())
     except RegistryError:
         return False
 

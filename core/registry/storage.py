@@ -332,6 +332,10 @@ class HeadRegistry:
             state["active"] = stored
             self._write_state(state)
 
+    def can_roll_back(self) -> bool:
+        """True when an earlier active version is remembered (what ``rollback`` would return to)."""
+        return bool(self._read_state()["history"])
+
     def rollback(self) -> str:
         """Re-activate the previous active version and return it."""
         with self._locked():
