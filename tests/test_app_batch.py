@@ -4,10 +4,26 @@ from __future__ import annotations
 import io
 
 import pandas as pd
+import pytest
 
 from core.io.labels import LABELS
 
 from .conftest import button, make_pair_set, open_page, texts
+
+
+@pytest.fixture()
+def downloads(monkeypatch) -> dict:
+    """What each download button on the page would hand over, by its label."""
+    import streamlit as st
+
+    handed_over, real = {}, st.download_button
+
+    def recording(label, data, *args, **kwargs):
+        handed_over[label] = data
+        return real(label, data, *args, **kwargs)
+
+    monkeypatch.setattr(st, "download_button", recording)
+    return handed_over
 
 
 def scored_rows_table(at) -> pd.DataFrame:
@@ -17,9 +33,7 @@ def scored_rows_table(at) -> pd.DataFrame:
     return tables[0]
 
 
-def test_score_a_csv_with_images_and_a_bad_row(app_env, tmp_path, monkeypatch):
-    import streamlit as st
-
+def test_score_a_csv_with_images_and_a_bad_row(app_env, tmp_path, downloads):
     from core.io.tables import to_safe_csv_bytes
 
     csv = make_pair_set(tmp_path, n_per_class=2, seed=11)
@@ -33,14 +47,6 @@ def test_score_a_csv_with_images_and_a_bad_row(app_env, tmp_path, monkeypatch):
                              "label": "positive"}
     frame.loc[len(frame)] = {"id": "bad", "text": "=HYPERLINK(\"http://x\")", "image": "missing.png", "label": "positive"}
     images = sorted((tmp_path / "images").iterdir())
-    downloads = {}
-    real_download_button = st.download_button
-
-    def recording_download_button(label, data, *args, **kwargs):
-        downloads[label] = data
-        return real_download_button(label, data, *args, **kwargs)
-
-    monkeypatch.setattr(st, "download_button", recording_download_button)
 
     at = open_page("batch")
     at.file_uploader(key="batch_csv").set_value(("pairs.csv", frame.to_csv(index=False).encode(), "text/csv")).run()
@@ -194,9 +200,7 @@ def test_results_belong_to_the_table_they_came_from(app_env, tmp_path):
 
 
 def test_scored_rows_count_lines_like_the_bad_rows_and_the_download_keeps_every_input_column(app_env, tmp_path,
-                                                                                           monkeypatch):
-    import streamlit as st
-
+                                                                                           downloads):
     csv = make_pair_set(tmp_path, n_per_class=1, seed=26)
     frame = pd.read_csv(csv, dtype=str)
     frame["text_label"] = "neutral"  # a column the scorer does not map
@@ -204,10 +208,6 @@ def test_scored_rows_count_lines_like_the_bad_rows_and_the_download_keeps_every_
                              "text_label": "positive"}
     table_csv = tmp_path / "with-extra.csv"
     frame.to_csv(table_csv, index=False)
-    downloads = {}
-    real = st.download_button
-    monkeypatch.setattr(st, "download_button",
-                        lambda label, data, *a, **k: downloads.__setitem__(label, data) or real(label, data, *a, **k))
     at = open_page("batch")
     _upload_table_and_images(at, table_csv, sorted((tmp_path / "images").iterdir()))
     button(at, "batch_score").click().run()
@@ -223,14 +223,8 @@ def test_scored_rows_count_lines_like_the_bad_rows_and_the_download_keeps_every_
     assert list(downloaded["line in CSV"]) == [str(n) for n in range(2, len(frame) + 2)]
 
 
-def test_results_can_be_sliced_and_the_download_follows_the_slice(app_env, tmp_path, monkeypatch):
-    import streamlit as st
-
+def test_results_can_be_sliced_and_the_download_follows_the_slice(app_env, tmp_path, downloads):
     csv = make_pair_set(tmp_path, n_per_class=3, seed=27)
-    downloads = {}
-    real = st.download_button
-    monkeypatch.setattr(st, "download_button",
-                        lambda label, data, *a, **k: downloads.__setitem__(label, data) or real(label, data, *a, **k))
     at = open_page("batch")
     _upload_table_and_images(at, csv, sorted((tmp_path / "images").iterdir()))
     button(at, "batch_score").click().run()
@@ -259,14 +253,8 @@ def test_results_can_be_sliced_and_the_download_follows_the_slice(app_env, tmp_p
     assert list(scored_rows_table(at)["id"]) == list(wrong["id"])
 
 
-def test_a_scored_batch_exports_one_html_report_and_explains_its_words(app_env, tmp_path, monkeypatch):
-    import streamlit as st
-
+def test_a_scored_batch_exports_one_html_report_and_explains_its_words(app_env, tmp_path, downloads):
     csv = make_pair_set(tmp_path, n_per_class=2, seed=28)
-    downloads = {}
-    real = st.download_button
-    monkeypatch.setattr(st, "download_button",
-                        lambda label, data, *a, **k: downloads.__setitem__(label, data) or real(label, data, *a, **k))
     at = open_page("batch")
     _upload_table_and_images(at, csv, sorted((tmp_path / "images").iterdir()))
     button(at, "batch_score").click().run()
