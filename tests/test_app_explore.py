@@ -94,12 +94,23 @@ def conflict_notices(at) -> list[str]:
     return [w.value for w in at.warning if "Modality conflict" in w.value]
 
 
-def test_conflict_example_shows_the_notice_and_explains(app_env):
-    # Bitter words over a bright, sunny picture: the fixture head reads the text as negative and the
+def test_a_conflicting_pair_shows_the_notice_and_explains(app_env):
+    # Bitter words over a bright, sunny drawing: the fixture head reads the text as negative and the
     # picture as positive, each almost surely (the pictures it learned from are drawn the same way).
+    # The shipped examples use photos, which only the shipped head reads (the test below).
+    import io
+
+    from assets.examples.make_examples import draw_scene
+
+    sunny = io.BytesIO()
+    draw_scene("sunny", seed=7).save(sunny, format="PNG")
     at = open_page("explore")
-    prediction = analyse_example(at, "conflict-sad-text")
-    assert at.text_area(key="explore_text").value == "I am so sad and angry, this is a disaster"
+    at.text_area(key="explore_text").input("I am so sad and angry, this is a disaster")
+    uploader(at).set_value(("sunny.png", sunny.getvalue(), "image/png"))
+    at.run()
+    button(at, "explore_analyse").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    prediction = at.session_state["explore_result"]["prediction"]
     text, image = prediction.probs["text"], prediction.probs["image"]
     assert LABELS[int(text.argmax())] == "negative" and text.max() >= 0.5, text
     assert LABELS[int(image.argmax())] == "positive" and image.max() >= 0.5, image
@@ -292,3 +303,20 @@ def test_the_first_analyse_of_a_server_says_the_model_is_loading(app_env, monkey
     at.text_area(key="explore_text").input("a second text").run()
     button(at, "explore_analyse").click().run()
     assert shown == ["Analysing…"], shown  # warm now: a plain spinner
+
+
+def test_every_example_that_promises_a_conflict_shows_one_with_the_shipped_head():
+    """The explorer's conflict examples are there to show the notice: with the head users get (the
+    shipped default and the encoders its card names), each of them is a modality conflict."""
+    from app.examples import example_pairs
+    from core import config
+    from core.registry import read_version_folder
+    from core.scoring.predict import Predictor
+
+    tensors, card = read_version_folder(config.DEFAULT_HEAD_DIR)
+    shipped = Predictor.from_card(tensors, card)
+    promised = [e for e in example_pairs() if e.id.startswith("conflict-")]
+    assert len(promised) == 2
+    for example in promised:
+        result = shipped.predict_pair(example.text, example.image_path.read_bytes())
+        assert result.conflict, (example.id, result.probs)

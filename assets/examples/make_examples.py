@@ -1,7 +1,8 @@
 """Regenerate the example pairs shipped with the app: ``python assets/examples/make_examples.py``.
 
 Every pair is made here, by this script: short texts written for the project and pictures drawn with
-Pillow (no photos, nothing copied from a data set). They serve two jobs:
+Pillow, except the two conflict pairs, whose pictures are made from scikit-learn's sample photographs
+(CC BY 2.0, credited in README.txt); nothing is copied from a data set. They serve two jobs:
 - the "Try an example" buttons on the explorer page, including two pairs where text and picture
   disagree, so the modality-conflict notice can be seen without hunting for one;
 - a small labelled reference set for the correction page when MVSA-Single is not on the machine.
@@ -41,10 +42,12 @@ PAIRS = [
     ("shopping-list", "Shopping list: rice, eggs, milk and tea", "paper", "neutral", ""),
     ("library-hours", "Library opening hours for the holiday period", "paper", "neutral", ""),
     # Text and picture disagree on purpose: the explorer's conflict notice is meant for these.
-    ("conflict-happy-text", "Best day of my life, everything is wonderful!", "storm", "positive",
-     "cheerful words over a dark, stormy picture"),
-    ("conflict-sad-text", "I am so sad and angry, this is a disaster", "sunny", "negative",
-     "bitter words over a bright, sunny picture"),
+    # Their pictures are photographs (scikit-learn's two sample photos, CC BY 2.0, see README.txt): the
+    # shipped image head reads real photos, not drawings, with the confidence a conflict needs (≥ 50 %).
+    ("conflict-happy-text", "Best day of my life, everything is wonderful!", "photo-rainy-temple", "positive",
+     "cheerful words over a dark, rainy photo"),
+    ("conflict-sad-text", "I am so sad and angry, this is a disaster", "photo-flowers", "negative",
+     "bitter words over a bright photo of flowers"),
 ]
 
 
@@ -52,7 +55,28 @@ def jitter(colour, rng, amount=18):
     return tuple(max(0, min(255, c + rng.randint(-amount, amount))) for c in colour)
 
 
+def photo_scene(scene: str) -> Image.Image:
+    """A picture made from one of scikit-learn's sample photographs."""
+    from PIL import ImageEnhance, ImageFilter
+    from sklearn.datasets import load_sample_image
+
+    if scene == "photo-flowers":
+        return Image.fromarray(load_sample_image("flower.jpg")).crop((200, 80, 460, 340)).resize((256, 256))
+    if scene == "photo-rainy-temple":  # dimmed, washed out, blurred, with rain streaks
+        photo = Image.fromarray(load_sample_image("china.jpg"))
+        photo = ImageEnhance.Brightness(ImageEnhance.Color(photo).enhance(0.1)).enhance(0.45)
+        photo = photo.filter(ImageFilter.GaussianBlur(3))
+        draw, rng = ImageDraw.Draw(photo), random.Random(0)
+        for _ in range(400):
+            x, y = rng.randrange(photo.width), rng.randrange(photo.height)
+            draw.line((x, y, x - 6, y + 22), fill=(170, 170, 190), width=1)
+        return photo
+    raise ValueError(f"unknown photo scene {scene!r}")
+
+
 def draw_scene(scene: str, seed: int) -> Image.Image:
+    if scene.startswith("photo-"):
+        return photo_scene(scene)
     rng = random.Random(seed)
     w, h = SIZE
     if scene == "sunny":  # blue sky, yellow sun, green grass
@@ -110,8 +134,13 @@ def main(out: Path = HERE) -> Path:
     images.mkdir(parents=True, exist_ok=True)
     rows = []
     for k, (pair_id, text, scene, label, note) in enumerate(PAIRS):
-        name = f"{pair_id}.png"
-        draw_scene(scene, seed=1000 + k).save(images / name, optimize=True)
+        picture = draw_scene(scene, seed=1000 + k)
+        if scene.startswith("photo-"):
+            name = f"{pair_id}.jpg"
+            picture.save(images / name, quality=90)
+        else:
+            name = f"{pair_id}.png"
+            picture.save(images / name, optimize=True)
         rows.append({"id": pair_id, "text": text, "image": name, "label": label, "note": note})
     csv_path = out / "examples.csv"
     with open(csv_path, "w", newline="", encoding="utf-8") as handle:
