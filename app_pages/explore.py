@@ -165,7 +165,9 @@ if result:
         if cols[1].button("Add to correction set", key="explore_add", disabled=stale,
                           help="This result is for the previous inputs: press Analyse again first." if stale
                           else None):
-            item = CorrectionItem(result["text"], result["image"], label, result["image_name"] or "image", "explorer")
+            # A readable id in the correction set's table (explore-1, explore-2 …) instead of a hash.
+            item = CorrectionItem(result["text"], result["image"], label, result["image_name"] or "image", "explorer",
+                                  id=f"explore-{len(corrections()) + 1}")
             added = corrections().add(item)
             st.success(f"{'Added' if added else 'Updated'}: the correction set now holds {len(corrections())} "
                        "pair(s). Train on them on the *Correct the model* page.")

@@ -72,6 +72,7 @@ def test_explore_a_pair_and_add_it_to_the_correction_set(app_env):
     button(at, "explore_add").click().run()
     assert "correction set now holds 1 pair" in texts(at)
     assert len(at.session_state["corrections"]) == 1
+    assert [item.id for item in at.session_state["corrections"].items] == ["explore-1"]
 
 
 def test_text_only_says_why_there_is_no_fused_result(app_env):
