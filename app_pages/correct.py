@@ -14,13 +14,14 @@ from app.correction_charts import accuracy_curves, loss_curve
 from app.uploads import extract_images_zip, save_uploaded_files
 from app_pages.common import corrections, page_start, pct, reference_set, session_dir
 from core.heads.correction import CorrectionConfig
-from core.heads.correction_set import corrected_card, items_from_rows, run_correction
+from core.heads.correction_set import corrected_card, head_accuracies, items_from_rows, run_correction
 from core.heads.training import TrainingRefused
 from core.io.images import IMAGE_TYPES
 from core.io.labels import head_label
 from core.io.paths import UnsafePathError
 from core.io.tables import TableError, prepare_pairs, read_table
 from core.registry import DuplicateVersion, RegistryError
+from core.scoring.predict import heads_from_card
 
 eng, version, predictor, state = page_start(
     "Correct the model",
@@ -189,21 +190,28 @@ st.subheader("3. Versions")
 cards = eng.registry.versions()
 
 
-def _fused(card: dict) -> str:
-    metrics = card.get("metrics") or {}
-    for split in ("test", "reference", "dev"):
-        value = (metrics.get(split) or {}).get("fused", {}).get("accuracy")
-        if value is not None:
-            return f"{pct(value)} ({split})"
-    return "–"
+ON_SAME_PAIRS = f"fused accuracy, {len(check)} held-out reference pairs"
+
+
+def _fused_on_check(card: dict) -> str:
+    """Every version scored on the same held-out reference pairs: figures a card recorded on other
+    data (the shipped head's test split, a correction's own check) would make a regression look like
+    a gain."""
+    try:
+        tensors, loaded = eng.registry.load(card["version"])
+        return pct(head_accuracies(heads_from_card(tensors, loaded), check)["fused"])
+    except (RegistryError, ValueError, RuntimeError, KeyError):
+        return "– (other encoders)"
 
 
 st.dataframe(pd.DataFrame([{
     "active": c["version"] == version, "version": c["version"],
     "created": (c.get("created_at") or "")[:19].replace("T", " ") or ("shipped" if c.get("builtin") else ""),
-    "note": c.get("note") or "", "parent": c.get("parent") or "", "fused accuracy": _fused(c),
+    "note": c.get("note") or "", "parent": c.get("parent") or "", ON_SAME_PAIRS: _fused_on_check(c),
 } for c in cards]), hide_index=True,
              column_config={"active": st.column_config.CheckboxColumn("active", width="small")})
+st.caption(f"Each version is scored on the same {len(check)} held-out pairs of {reference.name}, so the "
+           "figures compare.")
 
 
 def _can_roll_back() -> bool:

@@ -175,3 +175,30 @@ def test_empty_correction_set_cannot_train(app_env):
     at = open_page("correct")
     assert button(at, "correct_train").disabled
     assert "Empty." in texts(at)
+
+
+def test_the_versions_table_scores_every_version_on_the_same_pairs(fresh_home, tmp_path):
+    """A saved correction and the version it came from are compared on the same held-out reference
+    pairs, not on whatever data each card happens to record."""
+    from app.examples import load_reference_set
+    from app_pages.common import engine
+    from core.heads.correction_set import head_accuracies
+    from core.registry import open_registry
+    from core.scoring.predict import heads_from_card
+
+    at = open_page("correct")
+    upload_pairs(at, tmp_path)
+    train(at, epochs=2)
+    button(at, "correct_save").click().run()
+    assert not at.error, [e.value for e in at.error]
+    table = next(d.value for d in at.dataframe if "version" in d.value.columns and "note" in d.value.columns)
+    column = next(c for c in table.columns if c.startswith("fused accuracy, "))
+    eng = engine()
+    _, check = load_reference_set(eng.text_encoder, eng.image_encoder, eng.store).split()
+    assert column == f"fused accuracy, {len(check)} held-out reference pairs"
+    registry = open_registry()
+    assert len(table) == len(registry.versions()) == 2
+    for _, row in table.iterrows():
+        expected = head_accuracies(heads_from_card(*registry.load(row["version"])), check)["fused"]
+        assert row[column] == f"{expected * 100:.1f}%"
+    assert f"same {len(check)} held-out pairs" in texts(at)
