@@ -17,7 +17,7 @@ from core.heads.correction_set import CorrectionSet
 from core.registry import RegistryError
 
 
-@st.cache_resource(show_spinner="Loading the encoders (once per server process)…")
+@st.cache_resource(show_spinner="Loading the encoders: once per server process, about 15–20 s on a 2-core laptop CPU…")
 def _encoders(text_spec: str, adapter: str | None, image_spec: str):
     from core.scoring.predict import load_encoders_for_card
     return load_encoders_for_card({"text_encoder": {"spec": text_spec, "adapter": adapter},
