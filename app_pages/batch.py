@@ -153,7 +153,8 @@ if st.button("Score the table", type="primary", key="batch_score"):
 
             def on_progress(p):
                 bar.progress(p.done / max(p.total, 1),
-                             text=f"{p.done:,} / {p.total:,} rows · {p.errors:,} bad · about {duration(p.eta_s)} left")
+                             text=f"{p.done:,} / {p.total:,} rows · {p.errors:,} bad · "
+                                  + ("estimating the time left…" if p.eta_s is None else f"about {duration(p.eta_s)} left"))
 
             result = score_rows(rows, predictor, on_progress=on_progress)
             bar.progress(1.0, text=f"Done: {result.completed:,} / {result.total:,} rows in "

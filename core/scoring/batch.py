@@ -23,18 +23,22 @@ PROBABILITY_COLUMNS = [f"p_{head}_{label}" for head in HEAD_NAMES for label in L
 
 @dataclass
 class Progress:
-    """How far a batch run is: rows done of total, seconds so far, rows with errors."""
+    """How far a batch run is: rows done of total, seconds so far, rows with errors, and the pace of the
+    last chunk (rows per second; None until a second chunk is done)."""
     done: int
     total: int
     elapsed_s: float
     errors: int
+    recent_rows_per_s: float | None = None
 
     @property
     def eta_s(self) -> float | None:
-        """Seconds left at the pace so far; None before the first row."""
-        if self.done == 0:
+        """Seconds left at the pace of the last chunk; None until that pace is known. The first chunk is
+        no guide: its pairs may already be in the feature store, or it pays for warming the encoders,
+        so an estimate from it alone was off by 10× either way."""
+        if self.recent_rows_per_s is None or self.recent_rows_per_s <= 0:
             return None
-        return self.elapsed_s / self.done * (self.total - self.done)
+        return (self.total - self.done) / self.recent_rows_per_s
 
 
 @dataclass
@@ -60,8 +64,10 @@ def score_rows(rows: Sequence, predictor, *, chunk_size: int = 64, start: int = 
     started = time.perf_counter()
     done, n_errors = start, 0 if previous is None else int((previous["status"] == "error").sum())
     failure = None
+    chunks_done, recent = 0, None
     for chunk_start in range(start, len(rows), chunk_size):
         chunk = rows[chunk_start:chunk_start + chunk_size]
+        chunk_started = time.perf_counter()
         try:
             frames.append(score_chunk(chunk, predictor))
         except Exception as exc:  # noqa: BLE001 - keep what was done, report, let the user resume
@@ -69,8 +75,11 @@ def score_rows(rows: Sequence, predictor, *, chunk_size: int = 64, start: int = 
             break
         done = chunk_start + len(chunk)
         n_errors += int((frames[-1]["status"] == "error").sum())
+        chunks_done += 1
+        if chunks_done >= 2:
+            recent = len(chunk) / max(time.perf_counter() - chunk_started, 1e-9)
         if on_progress:
-            on_progress(Progress(done, len(rows), time.perf_counter() - started, n_errors))
+            on_progress(Progress(done, len(rows), time.perf_counter() - started, n_errors, recent))
         if should_stop and should_stop() and done < len(rows):
             failure = f"stopped by the user at row {done}"
             break
