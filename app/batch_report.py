@@ -29,6 +29,28 @@ def results_view(frame: pd.DataFrame) -> pd.DataFrame:
     return view
 
 
+THUMBNAIL_PX = 64
+MAX_THUMBNAILS = 500  # beyond this many rows shown, the table goes without pictures (decoding costs ~5 ms each)
+
+
+def thumbnail_uri(path) -> str | None:
+    """A small JPEG of the picture at ``path`` as a data URI for a table cell, or None when it cannot
+    be read (the row's own message already says why)."""
+    import base64
+    import io
+
+    from core.io.images import ImageError, decode_image, read_image_bytes
+
+    try:
+        picture = decode_image(read_image_bytes(path), draft_size=(THUMBNAIL_PX, THUMBNAIL_PX))
+    except (ImageError, OSError, ValueError):
+        return None
+    picture.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="JPEG", quality=80)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
 def download_frame(frame: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
     """What the download holds: every scored column, CSV line numbers, and every column of the uploaded
     table the scorer did not map (``text_label``, notes …), on the row it came from."""

@@ -12,6 +12,7 @@ import streamlit as st
 from app import charts
 from app.batch_report import (
     LINE,
+    MAX_THUMBNAILS,
     branch_confidences,
     branch_predictions,
     csv_lines,
@@ -22,6 +23,7 @@ from app.batch_report import (
     reliability_by_head,
     results_view,
     scored,
+    thumbnail_uri,
     worth_labelling,
     wrong_rows,
 )
@@ -256,7 +258,18 @@ shown = results_view(chosen)
 # Shown in percent with one decimal everywhere (19.6 % beside 0.1 %); the download keeps fractions.
 percent = {c: st.column_config.NumberColumn(c.removeprefix("p_").replace("_", " "), format="%.1f %%")
            for c in PROBABILITY_COLUMNS + ["confidence"]}
-st.dataframe(shown.assign(**{c: shown[c] * 100 for c in percent}), hide_index=True, column_config=percent)
+view = shown.assign(**{c: shown[c] * 100 for c in percent})
+if 0 < len(shown) <= MAX_THUMBNAILS:
+    # Thumbnails are made once per row and kept with the run, so filtering and reruns cost nothing.
+    thumbnails = batch.setdefault("thumbnails", {})
+    by_row = {row.row: row for row in batch["rows"]}
+    for r in chosen["row"]:
+        if r not in thumbnails:
+            path = by_row[r].image_path
+            thumbnails[r] = thumbnail_uri(path) if path is not None and by_row[r].ok else None
+    view.insert(1, "picture", [thumbnails[r] for r in chosen["row"]])
+    percent["picture"] = st.column_config.ImageColumn("picture", width="small")
+st.dataframe(view, hide_index=True, column_config=percent)
 stem = batch["name"].rsplit(".", 1)[0]
 d1, d2 = st.columns(2)
 with d1:

@@ -217,7 +217,11 @@ def test_scored_rows_count_lines_like_the_bad_rows_and_the_download_keeps_every_
     bad_listing = next(d.value for d in at.dataframe if "reason" in d.value.columns)
     assert list(bad_listing["line in CSV"]) == [len(frame) + 1]  # the last line of the file, header = line 1
     # The answer sits next to the id, before the long text and the probability columns.
-    assert list(shown.columns[:5]) == ["line in CSV", "id", "prediction", "confidence", "conflict"]
+    assert list(shown.columns[:6]) == ["line in CSV", "picture", "id", "prediction", "confidence", "conflict"]
+    # A small picture beside each pair; none for the row whose image is missing.
+    pictures = dict(zip(shown["id"], shown["picture"]))
+    assert pd.isna(pictures["bad"])
+    assert all(str(uri).startswith("data:image/jpeg;base64,") for i, uri in pictures.items() if i != "bad")
     downloaded = pd.read_csv(io.BytesIO(downloads["Download the scored CSV"]), dtype=str, encoding="utf-8-sig")
     assert list(downloaded["text_label"]) == list(frame["text_label"])
     assert list(downloaded["line in CSV"]) == [str(n) for n in range(2, len(frame) + 2)]
