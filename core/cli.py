@@ -76,11 +76,26 @@ class _ProgressBar:
             self.bar.close()
 
 
+def _check_writable(out: Path) -> None:
+    """ValueError (the CLI's clear one-line error) when ``out`` cannot be written: its folder is
+    missing or read-only, or it is a folder itself."""
+    import os
+
+    folder = out.parent if str(out.parent) else Path(".")
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; give a file name such as {out / 'scored.csv'}")
+    if not folder.is_dir():
+        raise ValueError(f"--out {out}: the folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise ValueError(f"--out {out}: this user cannot write there")
+
+
 def cmd_score(args) -> int:
     """``score``: score a CSV with the active (or given) head, write the scored CSV; returns the exit status."""
     from core.io.tables import to_safe_csv_bytes
     from core.scoring.batch import score_rows
 
+    _check_writable(Path(args.out))  # before any work: a long run must not fail at its last step
     predictor = _predictor(args.head)
     rows = _read_rows(args, require_label=False)
     started = time.perf_counter()

@@ -123,3 +123,19 @@ def test_the_cli_serves_the_same_head_as_the_app_when_mmsa_head_dir_is_set(train
     monkeypatch.setenv("MMSA_HEAD_DIR", str(trained_head))
     served = load_default_predictor()
     assert served.card["weights_sha256"] == json.loads((trained_head / "card.json").read_text())["weights_sha256"]
+
+
+def test_score_refuses_an_unwritable_output_before_scoring_anything(scoring_csv, trained_head, tmp_path, capsys,
+                                                                    monkeypatch):
+    import core.scoring.batch
+
+    def must_not_score(*args, **kwargs):
+        raise AssertionError("scored rows before checking where to write them")
+
+    monkeypatch.setattr(core.scoring.batch, "score_rows", must_not_score)
+    for out, reason in ((tmp_path / "no" / "such" / "dir" / "x.csv", "does not exist"), (tmp_path, "is a folder")):
+        code = cli.main(["score", "--csv", str(scoring_csv), "--images", str(scoring_csv.parent / "images"),
+                         "--out", str(out), "--head", str(trained_head)])
+        assert code == 2
+        assert reason in capsys.readouterr().err
+    assert not (tmp_path / "no").exists()

@@ -45,3 +45,22 @@ def test_another_encoder_never_reads_these_vectors(tmp_path):
 def test_content_key_is_sha256_of_bytes():
     assert content_key("abc") == content_key(b"abc")
     assert len(content_key(b"")) == 64
+
+
+def test_a_damaged_store_is_moved_aside_with_a_warning_and_started_again(tmp_path):
+    """A store file overwritten with junk (a crash on a bad disk) does not stop scoring: it is kept
+    under another name for inspection, a new store starts empty and works."""
+    import numpy as np
+    import pytest
+
+    from core.features.store import FeatureStore
+
+    path = tmp_path / "features.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.warns(UserWarning, match="was damaged"):
+        store = FeatureStore(path)
+    assert store.moved_aside is not None and store.moved_aside.read_bytes().startswith(b"this is not a database")
+    store.put_many("enc", ["k"], np.ones((1, 3), dtype=np.float32))
+    assert store.get_many("enc", ["k"])["k"].tolist() == [1.0, 1.0, 1.0]
+    reopened = FeatureStore(path)  # the new store is a healthy one: no warning, the vector is there
+    assert reopened.moved_aside is None and reopened.count("enc") == 1

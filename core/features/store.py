@@ -7,8 +7,11 @@ hash), so a changed encoder never reads another encoder's vectors.
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 import threading
+import time
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -29,15 +32,43 @@ class FeatureStore:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path) if self.path else ":memory:", check_same_thread=False,
-                                   timeout=30)
-        if self.path is not None:
-            # WAL lets the app's sessions and a CLI run read while another one writes.
-            self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS features (encoder_id TEXT NOT NULL, key TEXT NOT NULL,"
-                         " dim INTEGER NOT NULL, vector BLOB NOT NULL, PRIMARY KEY (encoder_id, key))")
-        self._db.commit()
+        self.moved_aside: Path | None = None  # where a damaged store file went, when one was found
+        try:
+            self._db = self._open()
+        except sqlite3.DatabaseError as error:
+            if self.path is None:
+                raise
+            # The store is a cache: a damaged file (a crash on a bad disk, a stray overwrite) is kept
+            # for inspection under another name and the store starts again empty.
+            self.moved_aside = self._move_aside()
+            warnings.warn(f"the feature store {self.path} was damaged ({error}); it was moved to "
+                          f"{self.moved_aside} and a new one was started (features are computed again)")
+            self._db = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(str(self.path) if self.path else ":memory:", check_same_thread=False, timeout=30)
+        try:
+            if self.path is not None:
+                # WAL lets the app's sessions and a CLI run read while another one writes.
+                db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("CREATE TABLE IF NOT EXISTS features (encoder_id TEXT NOT NULL, key TEXT NOT NULL,"
+                       " dim INTEGER NOT NULL, vector BLOB NOT NULL, PRIMARY KEY (encoder_id, key))")
+            db.execute("SELECT encoder_id, key, dim, vector FROM features LIMIT 1").fetchall()
+            db.commit()
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        return db
+
+    def _move_aside(self) -> Path:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        target = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            part = Path(f"{self.path}{suffix}")
+            if part.exists():
+                os.replace(part, Path(f"{target}{suffix}"))
+        return target
 
     def get_many(self, encoder_id: str, keys: Sequence[str]) -> dict[str, np.ndarray]:
         """Stored vectors of ``keys`` under ``encoder_id``: a dict key → vector of those found."""
