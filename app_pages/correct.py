@@ -1,6 +1,6 @@
 """Correct the model: fine-tune the heads live on pairs it got wrong, check nothing broke, save a version.
 
-A correction trains a copy of the active heads and lives only in this session until it is saved and
+A correction trains a copy of the active heads and stays in your browser tab until it is saved and
 activated, so other users keep the model they had.
 """
 from __future__ import annotations
@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from app.correction_charts import accuracy_curves, loss_curve
+from app.session import engine_key
 from app.uploads import extract_images_zip, save_uploaded_files
 from app_pages.common import corrections, page_start, pct, reference_set, session_dir
 from core.heads.correction import CorrectionConfig
@@ -193,13 +194,14 @@ cards = eng.registry.versions()
 ON_SAME_PAIRS = f"fused accuracy, {len(check)} held-out reference pairs"
 
 
-def _fused_on_check(card: dict) -> str:
+@st.cache_data(show_spinner=False, max_entries=256)
+def _fused_on_check(engine_key: tuple[str, str], version: str, reference_name: str, _check) -> str:
     """Every version scored on the same held-out reference pairs: figures a card recorded on other
     data (the shipped head's test split, a correction's own check) would make a regression look like
-    a gain."""
+    a gain. A saved version never changes, so each is loaded and scored once per reference set."""
     try:
-        tensors, loaded = eng.registry.load(card["version"])
-        return pct(head_accuracies(heads_from_card(tensors, loaded), check)["fused"])
+        tensors, loaded = eng.registry.load(version)
+        return pct(head_accuracies(heads_from_card(tensors, loaded), _check)["fused"])
     except (RegistryError, ValueError, RuntimeError, KeyError):
         return "– (other encoders)"
 
@@ -207,7 +209,7 @@ def _fused_on_check(card: dict) -> str:
 st.dataframe(pd.DataFrame([{
     "active": c["version"] == version, "version": c["version"],
     "created": (c.get("created_at") or "")[:19].replace("T", " ") or ("shipped" if c.get("builtin") else ""),
-    "note": c.get("note") or "", "parent": c.get("parent") or "", ON_SAME_PAIRS: _fused_on_check(c),
+    "note": c.get("note") or "", "parent": c.get("parent") or "", ON_SAME_PAIRS: _fused_on_check(engine_key(), c["version"], reference.name, check),
 } for c in cards]), hide_index=True,
              column_config={"active": st.column_config.CheckboxColumn("active", width="small")})
 st.caption(f"Each version is scored on the same {len(check)} held-out pairs of {reference.name}, so the "

@@ -41,6 +41,8 @@ VARIANTS = {  # name → options for core.encoders.quantize.build_int8_image_gra
 
 
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    # core.encoders.int8_check.cosines, restated: the emulated worker imports onnxruntime and numpy
+    # only (importing core.encoders brings in torch, minutes under emulation).
     return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)).clip(min=1e-12)
 
 

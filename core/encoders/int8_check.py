@@ -79,9 +79,9 @@ def _cpu_identity() -> dict:
             "onnxruntime": block["onnxruntime"]}
 
 
-def _cache_key(graph_path: Path) -> str:
-    graph_hash = hashlib.sha256(Path(graph_path).read_bytes()).hexdigest()
-    identity = json.dumps({"graph": graph_hash, "cpu": _cpu_identity(), "version": CHECK_VERSION},
+def _cache_key(encoder_id: str) -> str:
+    # The encoder id already carries the graph's hash: the file is not read and hashed a second time.
+    identity = json.dumps({"graph": encoder_id, "cpu": _cpu_identity(), "version": CHECK_VERSION},
                           sort_keys=True)
     return hashlib.sha256(identity.encode()).hexdigest()[:24]
 
@@ -119,7 +119,7 @@ def cached_int8_check(encoder) -> Int8Check:
     """The check for this graph on this CPU: from ``$MMSA_HOME/int8-check.json`` when it ran before,
     else run now and remember it (a cache that cannot be written only means the check runs again)."""
     path = config.home_dir() / CACHE_NAME
-    key = _cache_key(encoder.graph_path)
+    key = _cache_key(encoder.id)
     known = _read_cache(path).get(key)
     if isinstance(known, dict):
         try:
