@@ -54,10 +54,9 @@ def thumbnail_uri(path) -> str | None:
 def download_frame(frame: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
     """What the download holds: every scored column, CSV line numbers, and every column of the uploaded
     table the scorer did not map (``text_label``, notes …), on the row it came from."""
-    view = results_view(frame)
-    extra = [c for c in table.columns if c not in view.columns]
-    inputs = table.iloc[frame["row"].to_numpy()][extra].reset_index(drop=True)
-    return pd.concat([view.reset_index(drop=True), inputs], axis=1)
+    from core.scoring.output import with_input_columns
+
+    return results_view(with_input_columns(frame, table))
 
 
 def metrics_table(metrics: dict) -> pd.DataFrame:
