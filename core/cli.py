@@ -51,9 +51,9 @@ def _read_rows(args, require_label: bool):
     if require_label and label_column is None:
         raise SystemExit(f"error: the CSV has no label column '{args.label_column}' "
                          f"(columns found: {', '.join(frame.columns)})")
-    return prepare_pairs(frame, text_column=args.text_column, image_column=args.image_column,
-                         label_column=label_column, id_column=id_column,
-                         images_root=Path(args.images) if args.images else Path(args.csv).resolve().parent)
+    return frame, prepare_pairs(frame, text_column=args.text_column, image_column=args.image_column,
+                                label_column=label_column, id_column=id_column,
+                                images_root=Path(args.images) if args.images else Path(args.csv).resolve().parent)
 
 
 class _ProgressBar:
@@ -90,28 +90,77 @@ def _check_writable(out: Path) -> None:
         raise ValueError(f"--out {out}: this user cannot write there")
 
 
-def cmd_score(args) -> int:
-    """``score``: score a CSV with the active (or given) head, write the scored CSV; returns the exit status."""
-    from core.io.tables import to_safe_csv_bytes
-    from core.scoring.batch import score_rows
+def _score_fingerprint(args, predictor, columns: list[str]) -> dict:
+    """What a scored file's rows depend on: a partial output is continued only under the same."""
+    from core.scoring.stream import file_sha256
 
-    _check_writable(Path(args.out))  # before any work: a long run must not fail at its last step
+    return {"input_sha256": file_sha256(Path(args.csv)), "head_sha256": predictor.card.get("weights_sha256"),
+            "text_features": predictor.text_encoder.feature_key,
+            "image_features": predictor.image_encoder.feature_key,
+            "images": str(Path(args.images).resolve()) if args.images else None,
+            "column_choice": [args.text_column, args.image_column, args.label_column, args.id_column],
+            "columns": columns}
+
+
+def cmd_score(args) -> int:
+    """``score``: score a CSV with the active (or given) head, appending each finished chunk to ``--out``;
+    a rerun after a crash or ``kill -9`` continues where the file ends. Returns the exit status."""
+    from core.scoring.batch import empty_result, scored_chunks
+    from core.scoring.output import with_input_columns
+    from core.scoring.stream import ResumeError, StreamedCsv
+
+    out = Path(args.out)
+    _check_writable(out)  # before any work: a long run must not fail at its last step
+    progress_file = out.with_name(out.name + ".progress.json")
+    if args.resume and not progress_file.exists():
+        raise ValueError(f"--resume: {out} has no unfinished run to continue (no {progress_file.name} beside it)")
     predictor = _predictor(args.head)
-    rows = _read_rows(args, require_label=False)
+    table, rows = _read_rows(args, require_label=False)
+    columns = list(with_input_columns(empty_result().assign(row=[]), table).columns)
     started = time.perf_counter()
-    progress = _ProgressBar()
-    result = score_rows(rows, predictor, on_progress=progress)
-    progress.close()
-    Path(args.out).write_bytes(to_safe_csv_bytes(result.frame))
+    bar = _ProgressBar()
+    try:
+        with StreamedCsv(out, _score_fingerprint(args, predictor, columns), restart=args.restart) as output:
+            first = output.rows_done
+            if output.resuming:
+                print(f"continuing {out}: rows 1–{first:,} are already scored", file=sys.stderr)
+            try:
+                for frame, progress in scored_chunks(rows, predictor, start=first):
+                    output.append(with_input_columns(frame, table))
+                    bar(progress)
+            except KeyboardInterrupt:
+                bar.close()
+                print(f"stopped at row {output.rows_done:,}; the rows scored so far are in {out}. "
+                      "Run the same command again to continue.", file=sys.stderr)
+                return 130
+            except OSError as error:
+                bar.close()
+                raise ValueError(f"could not write {out} ({error.strerror or error}); the {output.rows_done:,} rows "
+                                 f"before it are safe. Free space or fix the folder, then run the same command "
+                                 "again to continue.") from None
+            except Exception as error:  # noqa: BLE001 - the rows on disk stay; the rerun resumes
+                bar.close()
+                print(f"error: stopped at row {output.rows_done:,}: {type(error).__name__}: {error}. The rows "
+                      f"before it are in {out}; run the same command again to continue.", file=sys.stderr)
+                return 1
+            output.finish()
+    except ResumeError as error:
+        raise ValueError(str(error)) from None
+    bar.close()
     seconds = time.perf_counter() - started
-    n_errors = int((result.frame["status"] == "error").sum())
-    print(f"scored {result.completed}/{result.total} rows in {seconds:.1f}s "
-          f"({result.completed / max(seconds, 1e-9):.1f} rows/s), {n_errors} row errors → {args.out}")
-    if result.failure:
-        print(f"error: {result.failure}; the rows before it are in {args.out}; run again to resume "
-              "(stored features make the done rows free)", file=sys.stderr)
-        return 1
+    scored_now = len(rows) - first
+    n_errors = _count_errors(out)
+    print(f"scored {scored_now:,} rows in {seconds:.1f}s ({scored_now / max(seconds, 1e-9):.1f} rows/s)"
+          + (f" after the {first:,} already done" if first else "")
+          + f"; {len(rows):,} rows in all, {n_errors:,} row errors → {out}")
     return 0
+
+
+def _count_errors(out: Path) -> int:
+    """Rows with status 'error' in a finished scored CSV (read back: a resumed run scored only part of it)."""
+    import pandas as pd
+
+    return int((pd.read_csv(out, usecols=["status"], encoding="utf-8-sig")["status"] == "error").sum())
 
 
 def cmd_eval(args) -> int:
@@ -122,7 +171,7 @@ def cmd_eval(args) -> int:
     from core.scoring.batch import labelled_metrics, score_rows
 
     predictor = _predictor(args.head)
-    rows = _read_rows(args, require_label=True)
+    _, rows = _read_rows(args, require_label=True)
     progress = _ProgressBar()
     result = score_rows(rows, predictor, on_progress=progress)
     progress.close()
@@ -286,7 +335,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     score = sub.add_parser("score", help="score a CSV of text + image pairs")
     _add_table_arguments(score)
-    score.add_argument("--out", required=True)
+    score.add_argument("--out", required=True, help="the scored CSV, written as rows finish; if a run stopped "
+                       "before the end, the same command continues it")
+    score.add_argument("--resume", action="store_true",
+                       help="insist on continuing an unfinished --out (an error when there is none)")
+    score.add_argument("--restart", action="store_true",
+                       help="score from the beginning even if --out holds an unfinished run")
     score.set_defaults(run=cmd_score)
 
     evaluate = sub.add_parser("eval", help="metrics of the three heads on a labelled CSV")
@@ -366,7 +420,12 @@ def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default: the command line), run the subcommand, return its exit status; bad input gives one
     clear line and status 2."""
     args = build_parser().parse_args(argv)
+    import warnings
+
     from core.encoders import EncoderUnavailable
+
+    # Notices (a damaged cache rebuilt, a store that cannot be written) read as one line each.
+    warnings.formatwarning = lambda message, *_args, **_kwargs: f"warning: {message}\n"
 
     try:
         return args.run(args)

@@ -26,10 +26,18 @@ def default_head_dir() -> Path:
     return Path(configured) if configured else DEFAULT_HEAD_DIR
 
 
+class HomeUnavailable(OSError):
+    """The data folder (MMSA_HOME) cannot be created or used."""
+
+
 def home_dir() -> Path:
     """The user's data folder (``MMSA_HOME``, default ``~/.cache/mmsa``), created if missing."""
     home = Path(os.environ.get("MMSA_HOME") or Path.home() / ".cache" / "mmsa")
-    home.mkdir(parents=True, exist_ok=True)
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise HomeUnavailable(f"the data folder {home} cannot be created ({error.strerror or error}); set "
+                              "MMSA_HOME to a folder this user can write") from None
     return home
 
 

@@ -129,12 +129,12 @@ def cached_int8_check(encoder) -> Int8Check:
     result = run_int8_check(encoder)
     cache = _read_cache(path)
     cache[key] = result.as_dict()
+    tmp = path.with_name(f"{CACHE_NAME}.{os.getpid()}.tmp")
     try:
-        tmp = path.with_name(f"{CACHE_NAME}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(cache, indent=1))
         os.replace(tmp, path)
-    except OSError:
-        pass
+    except OSError:  # a read-only or full disk: no half-written file is left behind
+        tmp.unlink(missing_ok=True)
     return result
 
 

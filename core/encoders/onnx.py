@@ -6,7 +6,8 @@ than PyTorch fp32 (see the README's benchmark table), with the same numbers to f
 Where: ``config.home_dir()/onnx/<hash of encoder id + exporter versions>/`` holds ``model.onnx`` and
 ``meta.json``. The encoder id carries the weights hash (and a merged LoRA adapter's hash), so another
 checkpoint never reuses a stale graph. ONNX files are never committed: they are rebuilt in a few
-seconds on first use.
+seconds on first use, and again whenever the cached graph no longer matches the hash recorded when it
+passed the parity check.
 
 Parity: right after export, the graph and the PyTorch module run the same probe inputs (for text: a
 padded batch of very different lengths and a single text, so a mask traced the wrong way shows) and
@@ -176,13 +177,35 @@ def _torch_reference(module: nn.Module, *args) -> np.ndarray:
     return module(*args).float().cpu().numpy()
 
 
+def _cached_meta(path: Path, meta_path: Path) -> dict | None:
+    """The cached graph's record when the graph is there and is the file that passed the parity check;
+    None to export again. A damaged cache (a crash mid-copy, a bad disk, a stray edit) is a cache miss
+    with a warning, never an error: the graph is rebuilt and checked again."""
+    if not meta_path.exists() and not path.exists():
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        intact = hashlib.sha256(path.read_bytes()).hexdigest() == meta["sha256"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        intact, meta = False, None
+        reason = f"{type(error).__name__}: {error}"
+    else:
+        reason = "the graph's bytes differ from the ones that passed the parity check"
+    if intact:
+        return meta
+    warnings.warn(f"the cached ONNX graph in {path.parent} is damaged ({reason}); exporting it again")
+    for damaged in (path, meta_path):
+        damaged.unlink(missing_ok=True)
+    return None
+
+
 def _build(kind: str, encoder, module: nn.Module, probes: list[dict], input_names, dynamic_axes,
            args: tuple) -> OnnxRunner | None:
     folder = cache_folder(encoder.id, kind)
     path, meta_path = folder / "model.onnx", folder / "meta.json"
     with _LOCK:
         folder.mkdir(parents=True, exist_ok=True)
-        meta = json.loads(meta_path.read_text()) if meta_path.exists() and path.exists() else None
+        meta = _cached_meta(path, meta_path)
         if meta is None:
             module.eval()
             with torch.no_grad():

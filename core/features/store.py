@@ -6,6 +6,7 @@ hash), so a changed encoder never reads another encoder's vectors.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sqlite3
@@ -29,21 +30,37 @@ class FeatureStore:
 
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path is not None else None
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self.moved_aside: Path | None = None  # where a damaged store file went, when one was found
+        self.notice: str | None = None        # why features are not being kept on disk, when they are not
         try:
+            if self.path is not None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = self._open()
+        except (sqlite3.OperationalError, OSError) as error:
+            # The store is only a cache: a folder that cannot be written (read-only, full, missing
+            # permissions) means features are computed every time, never that scoring stops.
+            self._keep_in_memory(f"the feature store {self.path} cannot be opened ({error})")
         except sqlite3.DatabaseError as error:
             if self.path is None:
                 raise
-            # The store is a cache: a damaged file (a crash on a bad disk, a stray overwrite) is kept
-            # for inspection under another name and the store starts again empty.
-            self.moved_aside = self._move_aside()
-            warnings.warn(f"the feature store {self.path} was damaged ({error}); it was moved to "
-                          f"{self.moved_aside} and a new one was started (features are computed again)")
-            self._db = self._open()
+            # A damaged file (a crash on a bad disk, a stray overwrite) is kept for inspection under
+            # another name and the store starts again empty.
+            try:
+                self.moved_aside = self._move_aside()
+                self._db = self._open()
+            except (sqlite3.DatabaseError, OSError) as second:
+                self._keep_in_memory(f"the feature store {self.path} is damaged ({error}) and could not be "
+                                     f"replaced ({second})")
+            else:
+                warnings.warn(f"the feature store {self.path} was damaged ({error}); it was moved to "
+                              f"{self.moved_aside} and a new one was started (features are computed again)")
+
+    def _keep_in_memory(self, reason: str) -> None:
+        self.notice = f"{reason}; features are kept in memory for this run only"
+        warnings.warn(self.notice)
+        self.path = None
+        self._db = self._open()
 
     def _open(self) -> sqlite3.Connection:
         db = sqlite3.connect(str(self.path) if self.path else ":memory:", check_same_thread=False, timeout=30)
@@ -90,8 +107,17 @@ class FeatureStore:
         vectors = np.asarray(vectors, dtype=np.float32)
         rows = [(encoder_id, key, int(vec.shape[0]), vec.tobytes()) for key, vec in zip(keys, vectors)]
         with self._lock:
-            self._db.executemany("INSERT OR REPLACE INTO features VALUES (?, ?, ?, ?)", rows)
-            self._db.commit()
+            if self.notice and self.path is not None:
+                return  # writing already failed once: the cache stays as it is, scoring goes on
+            try:
+                self._db.executemany("INSERT OR REPLACE INTO features VALUES (?, ?, ?, ?)", rows)
+                self._db.commit()
+            except sqlite3.DatabaseError as error:  # full or read-only disk, a file damaged mid-run
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.rollback()
+                self.notice = (f"the feature store {self.path} cannot be written ({error}); new features are "
+                               "not kept, so they will be computed again next time")
+                warnings.warn(self.notice)
 
     def count(self, encoder_id: str | None = None) -> int:
         """How many vectors are stored, for one encoder id or all."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -55,34 +55,45 @@ class BatchResult:
         return self.completed >= self.total and self.failure is None
 
 
+def scored_chunks(rows: Sequence, predictor, *, chunk_size: int = 64, start: int = 0,
+                  errors_before: int = 0) -> Iterator[tuple[pd.DataFrame, Progress]]:
+    """Score ``rows`` from ``start`` one chunk at a time, yielding each chunk's result frame with the
+    progress so far. An exception (the machine, a bug; never a bad row) ends the iteration; every chunk
+    yielded before it is complete, so a caller that kept them can carry on from the next row."""
+    started = time.perf_counter()
+    n_errors, chunks_done, recent = errors_before, 0, None
+    for chunk_start in range(start, len(rows), chunk_size):
+        chunk = rows[chunk_start:chunk_start + chunk_size]
+        chunk_started = time.perf_counter()
+        frame = score_chunk(chunk, predictor)
+        n_errors += int((frame["status"] == "error").sum())
+        chunks_done += 1
+        if chunks_done >= 2:
+            recent = len(chunk) / max(time.perf_counter() - chunk_started, 1e-9)
+        yield frame, Progress(chunk_start + len(chunk), len(rows), time.perf_counter() - started, n_errors, recent)
+
+
 def score_rows(rows: Sequence, predictor, *, chunk_size: int = 64, start: int = 0,
                previous: pd.DataFrame | None = None,
                on_progress: Callable[[Progress], None] | None = None,
                should_stop: Callable[[], bool] | None = None) -> BatchResult:
     """Score ``rows`` (core.io.tables.PairRow) from ``start``; ``previous`` holds the rows already scored."""
     frames = [previous] if previous is not None and len(previous) else []
-    started = time.perf_counter()
-    done, n_errors = start, 0 if previous is None else int((previous["status"] == "error").sum())
+    done = start
     failure = None
-    chunks_done, recent = 0, None
-    for chunk_start in range(start, len(rows), chunk_size):
-        chunk = rows[chunk_start:chunk_start + chunk_size]
-        chunk_started = time.perf_counter()
-        try:
-            frames.append(score_chunk(chunk, predictor))
-        except Exception as exc:  # noqa: BLE001 - keep what was done, report, let the user resume
-            failure = f"stopped at row {chunk_start}: {type(exc).__name__}: {exc}"
-            break
-        done = chunk_start + len(chunk)
-        n_errors += int((frames[-1]["status"] == "error").sum())
-        chunks_done += 1
-        if chunks_done >= 2:
-            recent = len(chunk) / max(time.perf_counter() - chunk_started, 1e-9)
-        if on_progress:
-            on_progress(Progress(done, len(rows), time.perf_counter() - started, n_errors, recent))
-        if should_stop and should_stop() and done < len(rows):
-            failure = f"stopped by the user at row {done}"
-            break
+    errors_before = 0 if previous is None else int((previous["status"] == "error").sum())
+    try:
+        for frame, progress in scored_chunks(rows, predictor, chunk_size=chunk_size, start=start,
+                                             errors_before=errors_before):
+            frames.append(frame)
+            done = progress.done
+            if on_progress:
+                on_progress(progress)
+            if should_stop and should_stop() and done < len(rows):
+                failure = f"stopped by the user at row {done}"
+                break
+    except Exception as exc:  # noqa: BLE001 - keep what was done, report, let the user resume
+        failure = f"stopped at row {done}: {type(exc).__name__}: {exc}"
     frame = pd.concat(frames, ignore_index=True) if frames else empty_result()
     return BatchResult(frame, done, len(rows), failure)
 
