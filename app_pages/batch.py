@@ -27,6 +27,7 @@ from app.batch_report import (
     worth_labelling,
     wrong_rows,
 )
+from app.batch_runs import SavedRun, run_key
 from app.uploads import count_images, extract_images_zip, save_uploaded_files, server_folder
 from app_pages.common import corrections, duration, glossary, page_start, pct, session_dir
 from core import config
@@ -35,7 +36,7 @@ from core.io.images import IMAGE_TYPES
 from core.io.labels import LABELS, head_label
 from core.io.paths import UnsafePathError
 from core.io.tables import TableError, prepare_pairs, read_table, to_safe_csv_bytes
-from core.scoring.batch import PROBABILITY_COLUMNS, labelled_metrics, score_rows
+from core.scoring.batch import PROBABILITY_COLUMNS, BatchResult, labelled_metrics, score_rows
 
 NONE = "(none)"
 # Below this many labelled pairs a 95 % interval on accuracy spans more than ±6 points and the
@@ -133,40 +134,79 @@ image_col = c2.selectbox("Image file", [NONE, *columns], index=_guess("image", "
                          key="batch_image_col")
 label_col = c3.selectbox("Label (optional)", [NONE, *columns], index=_guess("label", "sentiment"), key="batch_label_col")
 id_col = c4.selectbox("ID (optional)", [NONE, *columns], index=_guess("id"), key="batch_id_col")
-pick = lambda value: None if value == NONE else value  # noqa: E731
 
-if st.button("Score the table", type="primary", key="batch_score"):
-    if pick(text_col) is None and pick(image_col) is None:
+
+def pick(value: str) -> str | None:
+    return None if value == NONE else value
+
+
+columns_chosen = {"text": pick(text_col), "image": pick(image_col), "label": pick(label_col), "id": pick(id_col)}
+images_chosen = state.get("batch_images_sig") if source.startswith("Upload") else images_root
+saved = SavedRun(run_key(table_signature, images_chosen, columns_chosen, version), len(table))
+
+
+def _prepare_rows():
+    """The table's rows for the chosen columns and images, or None after saying what is wrong."""
+    if columns_chosen["text"] is None and columns_chosen["image"] is None:
         st.error("Choose a text column, an image column or both.")
-    elif pick(image_col) is not None and images_root is None and source != "No images":
+    elif columns_chosen["image"] is not None and images_root is None and source != "No images":
         # Scoring now would only list every row as bad: say what is missing instead.
         st.error("No images were given: choose the image folder, files or zip in step 2 (or pick "
                  "'No images' to score the text alone).")
     else:
         try:
-            rows = prepare_pairs(table, text_column=pick(text_col), image_column=pick(image_col),
-                                 label_column=pick(label_col), id_column=pick(id_col),
+            return prepare_pairs(table, text_column=columns_chosen["text"], image_column=columns_chosen["image"],
+                                 label_column=columns_chosen["label"], id_column=columns_chosen["id"],
                                  images_root=None if images_root is None else Path(images_root))
         except TableError as error:
             st.error(f"The column choice does not fit this table: {error}")
-        else:
-            bar = st.progress(0.0, text=f"Scoring {len(rows):,} rows…")
-            started = time.perf_counter()
+    return None
 
-            def on_progress(p):
-                bar.progress(p.done / max(p.total, 1),
-                             text=f"{p.done:,} / {p.total:,} rows · {p.errors:,} bad · "
-                                  + ("estimating the time left…" if p.eta_s is None else f"about {duration(p.eta_s)} left"))
 
-            result = score_rows(rows, predictor, on_progress=on_progress)
-            bar.progress(1.0, text=f"Done: {result.completed:,} / {result.total:,} rows in "
-                                   f"{duration(time.perf_counter() - started)}")
-            state["batch"] = {"result": result, "rows": rows, "version": version, "name": csv_file.name,
-                              "seconds": time.perf_counter() - started, "table": table,
-                              "signature": table_signature}
+def _score(rows, start: int = 0, previous=None, seconds_before: float = 0.0) -> None:
+    """Score from ``start`` with a progress bar and a Stop button; every finished chunk is saved, so Stop,
+    a closed tab or a server restart keeps it."""
+    if start == 0:
+        state.pop("batch", None)  # the results on screen would belong to the run being replaced
+    bar = st.progress(start / max(len(rows), 1), text=f"Scoring {len(rows) - start:,} rows…")
+    st.button("Stop scoring", key="batch_stop",
+              help="The rows scored so far are kept (even across a server restart); resume whenever you like.")
+    started = time.perf_counter()
+
+    def on_progress(p):
+        bar.progress(p.done / max(p.total, 1),
+                     text=f"{p.done:,} / {p.total:,} rows · {p.errors:,} bad · "
+                          + ("estimating the time left…" if p.eta_s is None else f"about {duration(p.eta_s)} left"))
+
+    result = score_rows(rows, predictor, start=start, previous=previous, on_progress=on_progress,
+                        on_chunk=saved.append)
+    seconds = seconds_before + time.perf_counter() - started
+    bar.progress(result.completed / max(result.total, 1),
+                 text=f"Done: {result.completed:,} / {result.total:,} rows in {duration(seconds)}")
+    state["batch"] = {"result": result, "rows": rows, "version": version, "name": csv_file.name,
+                      "seconds": seconds, "table": table, "signature": table_signature, "run": saved.folder.name}
+
+
+if st.button("Score the table", type="primary", key="batch_score"):
+    rows = _prepare_rows()
+    if rows is not None:
+        saved.discard()  # a fresh start: nothing saved before counts
+        _score(rows)
 
 # ----- results ------------------------------------------------------------------------------------
 batch = state.get("batch")
+if saved.exists and (not batch or batch.get("run") != saved.folder.name
+                     or saved.completed > batch["result"].completed):
+    # This job was (partly) scored before: by this tab before Stop, or before the server restarted.
+    rows = _prepare_rows()
+    if rows is not None:
+        previous = saved.frame()
+        done = len(previous)
+        batch = state["batch"] = {
+            "result": BatchResult(previous, done, len(rows), None if done >= len(rows) else
+                                  f"stopped at row {done + 1:,} of {len(rows):,}; the rows before it are saved"),
+            "rows": rows, "version": version, "name": csv_file.name, "seconds": None, "table": table,
+            "signature": table_signature, "run": saved.folder.name}
 if not batch:
     st.stop()
 if batch.get("signature") != table_signature:
@@ -181,10 +221,8 @@ st.subheader("Results")
 if result.failure:
     st.error(f"Scoring stopped early ({result.failure}). The {result.completed:,} rows scored so far are shown.")
     if st.button(f"Resume from row {result.completed + 1:,}", key="batch_resume",
-                 help="Rows already scored are kept; their features are in the store, so nothing is encoded twice."):
-        started = time.perf_counter()
-        result = score_rows(batch["rows"], predictor, start=result.completed, previous=result.frame)
-        batch.update(result=result, seconds=batch["seconds"] + time.perf_counter() - started)
+                 help="Rows already scored are kept and not scored again."):
+        _score(batch["rows"], start=result.completed, previous=result.frame, seconds_before=batch["seconds"] or 0.0)
         st.rerun()
 bad = frame[frame["status"] == "error"]
 good = scored(frame)
@@ -192,7 +230,7 @@ m1, m2, m3, m4 = st.columns(4)
 m1.metric("Rows scored", f"{len(good):,}")
 m2.metric("Bad rows", f"{len(bad):,}")
 m3.metric("Modality conflicts", f"{int(frame['conflict'].sum()):,}")
-m4.metric("Time", duration(batch["seconds"]))
+m4.metric("Time", duration(batch["seconds"]) if batch["seconds"] is not None else "—")
 st.caption(f"{batch['name']} · head version {batch['version']}")
 
 if len(bad):

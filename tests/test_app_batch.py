@@ -153,6 +153,40 @@ def test_a_run_that_breaks_midway_keeps_its_rows_and_resumes(app_env, tmp_path, 
     assert calls == [64, 26, 26]  # the first 64 rows were not scored again
 
 
+def test_a_stopped_run_is_found_again_after_a_server_restart_and_resumed(app_env, tmp_path, monkeypatch):
+    """Every finished chunk is saved under the data folder: a run stopped by the Stop button, a crash or
+    a restart is offered again to whoever opens the same table, images and columns, and resuming
+    scores only the rows that were missing."""
+    import core.scoring.batch
+
+    csv = make_pair_set(tmp_path, n_per_class=30, seed=14)  # 90 rows: two chunks of 64
+    images = sorted((tmp_path / "images").iterdir())
+    real_chunk, calls = core.scoring.batch.score_chunk, []
+
+    def server_dies_in_the_second_chunk(rows, predictor):
+        calls.append(len(rows))
+        if len(calls) == 2:
+            raise SystemError("the server went down")
+        return real_chunk(rows, predictor)
+
+    monkeypatch.setattr(core.scoring.batch, "score_chunk", server_dies_in_the_second_chunk)
+    first_tab = open_page("batch")
+    _upload_table_and_images(first_tab, csv, images)
+    button(first_tab, "batch_score").click().run()
+    kept = first_tab.session_state["batch"]["result"].frame
+    assert len(kept) == 64
+
+    after_restart = open_page("batch")  # a new tab: nothing in memory, the same files uploaded again
+    _upload_table_and_images(after_restart, csv, images)
+    assert any("64 rows scored so far" in e.value for e in after_restart.error), [e.value for e in after_restart.error]
+    button(after_restart, "batch_resume").click().run()
+    assert not after_restart.exception and not after_restart.error, [e.value for e in after_restart.error]
+    result = after_restart.session_state["batch"]["result"]
+    assert result.finished and result.frame["row"].tolist() == list(range(90))
+    assert calls == [64, 26, 26]  # nothing scored twice
+    pd.testing.assert_frame_equal(result.frame.head(64), kept, check_dtype=False)
+
+
 def _upload_table_and_images(at, csv, images):
     at.file_uploader(key="batch_csv").set_value((csv.name, csv.read_bytes(), "text/csv")).run()
     at.radio(key="batch_image_source").set_value("Upload image files").run()

@@ -1,7 +1,10 @@
 """Nothing is encoded twice: the feature store keys vectors by encoder id + content hash."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 
 from core.features.store import FeatureStore, content_key, text_features
 
@@ -64,3 +67,41 @@ def test_a_damaged_store_is_moved_aside_with_a_warning_and_started_again(tmp_pat
     assert store.get_many("enc", ["k"])["k"].tolist() == [1.0, 1.0, 1.0]
     reopened = FeatureStore(path)  # the new store is a healthy one: no warning, the vector is there
     assert reopened.moved_aside is None and reopened.count("enc") == 1
+
+
+def test_a_disk_that_fills_up_stops_the_caching_not_the_scoring(tmp_path):
+    """In a child process whose files may not grow past 64 KiB: the store takes what fits, then says
+    once that new features are not kept, and every later call still answers."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import resource, signal, warnings
+        import numpy as np
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))
+        from core.features.store import FeatureStore
+        store = FeatureStore({str(tmp_path / "features.sqlite")!r})
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for n in range(40):
+                store.put_many("enc", [f"k{{n}}-{{i}}" for i in range(10)], np.ones((10, 384)))
+        kept = store.count("enc")
+        assert 0 < kept < 400, kept
+        assert len(caught) == 1 and "cannot be written" in str(caught[0].message), [str(w.message) for w in caught]
+        assert len(store.get_many("enc", ["k0-0"])) == 1
+        print("ok", kept)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0 and done.stdout.startswith("ok"), done.stderr
+
+
+def test_a_data_folder_that_cannot_be_written_keeps_features_in_memory(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.warns(UserWarning, match="in memory"):
+        store = FeatureStore(blocker / "home" / "features.sqlite")
+    store.put_many("enc", ["a"], np.ones((1, 4)))
+    assert store.count() == 1 and store.notice

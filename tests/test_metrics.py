@@ -6,10 +6,10 @@ import pytest
 
 from core.io.labels import LABELS
 from core.scoring.metrics import (
+    accuracy_interval,
     classification_metrics,
     expected_calibration_error,
     metrics_for_heads,
-    accuracy_interval,
     reliability_bins,
     weighted_f1,
 )

@@ -4,6 +4,7 @@ any size. Export is deterministic, cached per encoder id, and a graph that disag
 from __future__ import annotations
 
 import hashlib
+import json
 
 import numpy as np
 import pytest
@@ -146,3 +147,24 @@ def test_onnx_can_be_switched_off(home, monkeypatch):
     int8 = load_image_encoder()
     int8.encode([Image.new("RGB", (50, 40), "green")])
     assert int8.runtime == "onnxruntime-int8"
+
+
+@pytest.mark.parametrize("damage", ["garbled graph", "truncated graph", "garbled record"])
+def test_a_damaged_cached_graph_is_exported_again_and_checked_again(encoders, home, damage):
+    text, _ = encoders
+    assert encoder_onnx.text_runner(text) is not None
+    folder = encoder_onnx.cache_folder(text.id, "text")
+    graph, record = folder / "model.onnx", folder / "meta.json"
+    good = graph.read_bytes()
+    if damage == "garbled graph":
+        graph.write_bytes(b"\x00junk" * 1000)
+    elif damage == "truncated graph":
+        graph.write_bytes(good[: len(good) // 2])  # a crash mid-copy
+    else:
+        record.write_text("{not json")
+    with pytest.warns(UserWarning, match="damaged"):
+        runner = encoder_onnx.text_runner(text)
+    assert runner is not None
+    assert graph.read_bytes() == good  # exported again, the same deterministic bytes
+    assert json.loads(record.read_text())["ok"] is True  # and parity-checked again
+    assert relative_error(torch_text_features(text, TEXTS), onnx_text_features(runner, text, TEXTS)) < PARITY_TOLERANCE

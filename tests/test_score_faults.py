@@ -141,9 +141,8 @@ def test_a_second_scorer_on_the_same_output_is_refused_while_the_first_writes(tm
 
     out = tmp_path / "scored.csv"
     with StreamedCsv(out, {"job": 1}):
-        with pytest.raises(ResumeError, match="another scorer is writing"):
-            with StreamedCsv(out, {"job": 1}):
-                pass
+        with pytest.raises(ResumeError, match="another scorer is writing"), StreamedCsv(out, {"job": 1}):
+            pass
         assert cli.main(["score", "--csv", str(big_csv), "--out", str(out), "--head", str(trained_head)]) == 2
         assert "another scorer is writing" in capsys.readouterr().err
 

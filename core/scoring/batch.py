@@ -76,8 +76,10 @@ def scored_chunks(rows: Sequence, predictor, *, chunk_size: int = 64, start: int
 def score_rows(rows: Sequence, predictor, *, chunk_size: int = 64, start: int = 0,
                previous: pd.DataFrame | None = None,
                on_progress: Callable[[Progress], None] | None = None,
-               should_stop: Callable[[], bool] | None = None) -> BatchResult:
-    """Score ``rows`` (core.io.tables.PairRow) from ``start``; ``previous`` holds the rows already scored."""
+               should_stop: Callable[[], bool] | None = None,
+               on_chunk: Callable[[pd.DataFrame], None] | None = None) -> BatchResult:
+    """Score ``rows`` (core.io.tables.PairRow) from ``start``; ``previous`` holds the rows already scored.
+    ``on_chunk`` receives each finished chunk before ``on_progress`` hears of it (to save it)."""
     frames = [previous] if previous is not None and len(previous) else []
     done = start
     failure = None
@@ -85,6 +87,8 @@ def score_rows(rows: Sequence, predictor, *, chunk_size: int = 64, start: int = 
     try:
         for frame, progress in scored_chunks(rows, predictor, chunk_size=chunk_size, start=start,
                                              errors_before=errors_before):
+            if on_chunk:
+                on_chunk(frame)
             frames.append(frame)
             done = progress.done
             if on_progress:

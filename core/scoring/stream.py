@@ -68,7 +68,7 @@ class StreamedCsv:
         self._handle = None
 
     # -- opening ---------------------------------------------------------------------------------
-    def __enter__(self) -> "StreamedCsv":
+    def __enter__(self) -> StreamedCsv:
         self._handle = open(self.out, "ab")  # creates it; truncated only once the lock is held
         try:
             fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
