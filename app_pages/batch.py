@@ -76,7 +76,9 @@ images_root = None
 def _from_uploads(files, kind: str):
     """Write the uploaded files once per distinct upload (reruns reuse the folder)."""
     signature = (kind, tuple((f.name, f.size) for f in files))
-    if state.get("batch_images_sig") != signature:
+    # Written again when the folder is gone too (a temp cleaner, a full disk wiped it): never score
+    # against a folder that no longer holds the pictures.
+    if state.get("batch_images_sig") != signature or not Path(state.get("batch_images_root", "")).is_dir():
         target = session_dir("batch") / f"upload-{len(state.get('batch_images_history', []))}"
         state.setdefault("batch_images_history", []).append(str(target))
         if kind == "zip":

@@ -335,3 +335,17 @@ def test_unlabelled_pairs_are_offered_least_sure_first_and_go_to_the_correction_
     rows = list(ranked["row"][:3])
     assert sorted((i.text, i.label) for i in sent) == sorted(
         [(frame.set_index("row").loc[rows[0], "text"], "neutral"), (frame.set_index("row").loc[rows[2], "text"], "positive")])
+
+
+def test_uploaded_pictures_wiped_from_disk_are_written_again_before_scoring(app_env, tmp_path):
+    """A temp cleaner (or a full disk) removes the folder the uploaded pictures were saved in: the next
+    score writes them again from the upload instead of listing every row as 'image not found'."""
+    import shutil
+
+    csv = make_pair_set(tmp_path, n_per_class=1, seed=31)
+    at = open_page("batch")
+    _upload_table_and_images(at, csv, sorted((tmp_path / "images").iterdir()))
+    shutil.rmtree(at.session_state["batch_images_root"])
+    button(at, "batch_score").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert {m.label: m.value for m in at.metric}["Bad rows"] == "0"
