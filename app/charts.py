@@ -9,6 +9,7 @@ neutral grey, positive green; text, image and fused heads have their own colours
 from __future__ import annotations
 
 import html
+import re
 from collections import Counter
 
 import numpy as np
@@ -22,6 +23,13 @@ CLASS_COLORS = {"negative": "#d62728", "neutral": "#8c8c8c", "positive": "#2ca02
 HEAD_COLORS = {"text": "#1f77b4", "image": "#ff7f0e", "fused": "#9467bd"}
 _FALLBACK_COLOR = "#17becf"
 _TEMPLATE = "plotly_white"
+
+
+def export_config(name: str) -> dict:
+    """Plotly's toolbar settings for a chart: the camera button saves a sharp PNG named after it."""
+    stem = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "chart"
+    return {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"],
+            "toImageButtonOptions": {"format": "png", "filename": stem, "scale": 2}}
 
 
 def _head_color(head: str) -> str:

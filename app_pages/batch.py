@@ -245,8 +245,9 @@ if len(good):
     c1, c2 = st.columns(2)
     figures["Predicted classes"] = charts.class_distribution_chart(branch_predictions(good))
     figures["Confidence"] = charts.confidence_histogram(branch_confidences(good))
-    c1.plotly_chart(figures["Predicted classes"], key="batch_distribution")
-    c2.plotly_chart(figures["Confidence"], key="batch_confidence")
+    c1.plotly_chart(figures["Predicted classes"], key="batch_distribution",
+                    config=charts.export_config("predicted-classes"))
+    c2.plotly_chart(figures["Confidence"], key="batch_confidence", config=charts.export_config("confidence"))
 
 metrics = labelled_metrics(good) if len(good) else None
 summary = None
@@ -268,9 +269,10 @@ if metrics:
             left.dataframe(report, hide_index=True)
             title = f"Confusion matrix — {head_label(head)}"
             figures[title] = charts.confusion_matrix_chart(m["confusion_matrix"], title)
-            right.plotly_chart(figures[title], key=f"batch_confusion_{head}")
+            right.plotly_chart(figures[title], key=f"batch_confusion_{head}",
+                               config=charts.export_config(f"confusion-{head}"))
     figures["Reliability"] = charts.reliability_diagram(reliability_by_head(good))
-    st.plotly_chart(figures["Reliability"], key="batch_reliability")
+    st.plotly_chart(figures["Reliability"], key="batch_reliability", config=charts.export_config("reliability"))
     st.caption("Reliability: when the model says 80 % sure, is it right 80 % of the time? Points on the "
                "dashed line mean yes."
                + (f" With {n_labelled} pairs spread over 10 bins, most bins hold a handful of pairs: read the "
@@ -282,6 +284,7 @@ if figures:
     st.download_button("Download the charts and metrics (HTML report)", report.encode(),
                        file_name=f"report-{batch['name'].rsplit('.', 1)[0]}.html", mime="text/html",
                        key="batch_report", help="One self-contained page: works offline, charts stay interactive.")
+    st.caption("One chart as a picture: the camera button at its top right (on hover) saves it as a PNG.")
 
 st.subheader("Scored rows")
 f1, f2, f3 = st.columns([2, 2, 1])

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from app.charts import export_config
 from app.correction_charts import accuracy_curves, loss_curve
 from app.session import engine_key
 from app.uploads import extract_images_zip, save_uploaded_files
@@ -104,8 +105,8 @@ loss_slot, accuracy_slot = curve_left.empty(), curve_right.empty()
 
 
 def _draw_curves(history: list[dict], key: str) -> None:
-    loss_slot.plotly_chart(loss_curve(history), key=f"{key}_loss")
-    accuracy_slot.plotly_chart(accuracy_curves(history), key=f"{key}_accuracy")
+    loss_slot.plotly_chart(loss_curve(history), key=f"{key}_loss", config=export_config("training-loss"))
+    accuracy_slot.plotly_chart(accuracy_curves(history), key=f"{key}_accuracy", config=export_config("accuracy"))
 
 
 if train_clicked:

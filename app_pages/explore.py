@@ -115,7 +115,7 @@ if result:
         st.info(p.missing_reason)
     for warning in p.warnings:
         st.warning(warning)
-    st.plotly_chart(charts.probability_chart(p.probs), key="explore_chart")
+    st.plotly_chart(charts.probability_chart(p.probs), key="explore_chart", config=charts.export_config("probabilities"))
 
     # ----- explanation (core.scoring.explain, when present) -----
     with st.expander("Explain: which words and which parts of the image mattered"):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import pandas as pd
 import pytest
@@ -73,7 +74,11 @@ def test_score_a_csv_with_images_and_a_bad_row(app_env, tmp_path, downloads):
     small = [w.value for w in at.warning if "Only 8 labelled pairs" in w.value]
     assert small and metrics_table["Accuracy, 95 % interval"].iloc[0] in small[0].replace("here ", "")
     assert "read the diagram as noise" in texts(at)
-    assert len(at.get("plotly_chart")) >= 3 + 3  # distribution, confidence, 3 confusion matrices, reliability
+    charts = at.get("plotly_chart")
+    assert len(charts) >= 3 + 3  # distribution, confidence, 3 confusion matrices, reliability
+    # Each one exports itself as a PNG (the camera button), named after what it shows.
+    exports = [json.loads(c.proto.config)["toImageButtonOptions"] for c in charts]
+    assert all(e["format"] == "png" for e in exports) and "reliability" in {e["filename"] for e in exports}
 
     # What the download button hands over is the scored table with its formulas made inert.
     assert [w.proto.label for w in at.get("download_button")] == ["Download the charts and metrics (HTML report)",
