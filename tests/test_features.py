@@ -105,3 +105,16 @@ def test_a_data_folder_that_cannot_be_written_keeps_features_in_memory(tmp_path)
         store = FeatureStore(blocker / "home" / "features.sqlite")
     store.put_many("enc", ["a"], np.ones((1, 4)))
     assert store.count() == 1 and store.notice
+
+
+def test_a_store_damaged_under_a_running_process_is_a_cache_miss_not_a_crash(tmp_path):
+    path = tmp_path / "features.sqlite"
+    store = FeatureStore(path)
+    store.put_many("enc", ["a"], np.ones((1, 4)))
+    store._db.close()
+    path.write_bytes(b"junk" * 4096)  # overwritten while the process still runs
+    store._db = __import__("sqlite3").connect(str(path), check_same_thread=False)
+    with pytest.warns(UserWarning, match="cannot be read"):
+        assert store.get_many("enc", ["a"]) == {}
+    with pytest.warns(UserWarning, match="damaged"):  # the next start moves it aside and begins again
+        assert FeatureStore(path).count() == 0

@@ -92,14 +92,21 @@ class FeatureStore:
         found: dict[str, np.ndarray] = {}
         unique = list(dict.fromkeys(keys))
         with self._lock:
-            for start in range(0, len(unique), 500):  # SQLite caps the number of bound parameters
-                chunk = unique[start:start + 500]
-                marks = ",".join("?" * len(chunk))
-                rows = self._db.execute(
-                    f"SELECT key, vector FROM features WHERE encoder_id = ? AND key IN ({marks})",
-                    [encoder_id, *chunk]).fetchall()
-                for key, blob in rows:
-                    found[key] = np.frombuffer(blob, dtype=np.float32)
+            try:
+                for start in range(0, len(unique), 500):  # SQLite caps the number of bound parameters
+                    chunk = unique[start:start + 500]
+                    marks = ",".join("?" * len(chunk))
+                    rows = self._db.execute(
+                        f"SELECT key, vector FROM features WHERE encoder_id = ? AND key IN ({marks})",
+                        [encoder_id, *chunk]).fetchall()
+                    for key, blob in rows:
+                        found[key] = np.frombuffer(blob, dtype=np.float32)
+            except sqlite3.DatabaseError as error:  # the file was damaged under a running process
+                if self.notice is None:
+                    self.notice = (f"the feature store {self.path} cannot be read ({error}); features are "
+                                   "computed again (it is moved aside and rebuilt at the next start)")
+                    warnings.warn(self.notice)
+                return {}
         return found
 
     def put_many(self, encoder_id: str, keys: Sequence[str], vectors: np.ndarray) -> None:
