@@ -206,7 +206,7 @@ if saved.exists and (not batch or batch.get("run") != saved.folder.name
         done = len(previous)
         batch = state["batch"] = {
             "result": BatchResult(previous, done, len(rows), None if done >= len(rows) else
-                                  f"stopped at row {done + 1:,} of {len(rows):,}; the rows before it are saved"),
+                                  f"{done:,} of {len(rows):,} rows done and saved"),
             "rows": rows, "version": version, "name": csv_file.name, "seconds": None, "table": table,
             "signature": table_signature, "run": saved.folder.name}
 if not batch:
