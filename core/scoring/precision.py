@@ -8,6 +8,9 @@ feature sets in fp32 with its temperatures, and the check passes when every head
 image-only, fused) predicts the same class on every pair and no probability moves by more than
 ``MAX_PROB_DIFF``. Where it fails, the encoders stay in fp32 and the predictor's ``notice`` says so.
 
+The setting lives on the encoders, which the app shares between the head versions it serves: the
+predictor built last decides it (a corrected head whose check fails puts them back to fp32 for all).
+
 The result is cached in ``$MMSA_HOME/precision-check.json`` under a key made of the encoder ids, the
 head's weights, the dtype, the device (GPU name and CUDA version, or CPU model and flags) and the
 torch version, so it runs once per machine like the int8 check.
