@@ -58,8 +58,9 @@ class TextEncoder(TorchPrecision):
 
     @property
     def runtime(self) -> str:
-        """'onnxruntime' once the exported graph is in use, else 'torch'."""
-        return "onnxruntime" if self._onnx.runner is not None and not self._onnx.failed else "torch"
+        """'onnxruntime' once the exported graph is in use (not under autocast), else 'torch'."""
+        onnx = self._onnx.runner is not None and not self._onnx.failed and not self._onnx.suspended
+        return "onnxruntime" if onnx else "torch"
 
     def onnx_runner(self):
         """The ONNX Runtime graph of this encoder (exported on first use), or None to stay in PyTorch."""
