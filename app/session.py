@@ -13,13 +13,10 @@ every call, so a version activated in one session is what the others get on thei
 """
 from __future__ import annotations
 
-import platform
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
-
-import torch
 
 from core import config
 from core.features.store import FeatureStore
@@ -40,10 +37,10 @@ def engine_key() -> tuple[str, str]:
 
 
 def device_description() -> str:
-    if torch.cuda.is_available():
-        return f"GPU: {torch.cuda.get_device_name(0)}"
-    threads = torch.get_num_threads()
-    return f"CPU ({platform.machine() or 'unknown'}, {threads} thread{'s' if threads != 1 else ''})"
+    """The device the encoders and heads run on (``MMSA_DEVICE``, else a GPU when present), in words."""
+    from core.device import choose_device, describe_device
+
+    return describe_device(choose_device())
 
 
 @dataclass

@@ -49,9 +49,9 @@ st.caption(
     + ("This is the shipped default." if card.get("builtin") else f"Derived from version {card.get('parent') or '—'}.")
 )
 
-for encoder in (eng.text_encoder, eng.image_encoder):
-    if encoder.notice:
-        st.warning(encoder.notice, icon=":material/warning:")
+for notice in (eng.text_encoder.notice, eng.image_encoder.notice, getattr(predictor, "notice", None)):
+    if notice:
+        st.warning(notice, icon=":material/warning:")
 check = getattr(eng.image_encoder, "check", None)
 if check is not None and check.passed:
     st.caption(f"The int8 image graph was checked on this CPU: cosine to the fp32 network median "

@@ -31,15 +31,16 @@ def _add_table_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--csv", required=True)
     parser.add_argument("--images", default=None, help="folder the image column is relative to (default: the CSV's folder)")
     parser.add_argument("--head", default=None, help="head version id or version folder (default: active)")
+    parser.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: $MMSA_DEVICE, else auto)")
     _add_columns(parser, "label")
 
 
-def _predictor(head: str | None):
+def _predictor(head: str | None, device: str | None = None):
     from core.scoring.predict import load_default_predictor
 
     if head and Path(head).is_dir():
-        return load_default_predictor(head_path=head)
-    return load_default_predictor(version=head)
+        return load_default_predictor(head_path=head, device=device)
+    return load_default_predictor(version=head, device=device)
 
 
 def _read_rows(args, require_label: bool):
@@ -114,7 +115,7 @@ def cmd_score(args) -> int:
     progress_file = out.with_name(out.name + ".progress.json")
     if args.resume and not progress_file.exists():
         raise ValueError(f"--resume: {out} has no unfinished run to continue (no {progress_file.name} beside it)")
-    predictor = _predictor(args.head)
+    predictor = _predictor(args.head, args.device)
     table, rows = _read_rows(args, require_label=False)
     columns = list(with_input_columns(empty_result().assign(row=[]), table).columns)
     started = time.perf_counter()
@@ -170,7 +171,7 @@ def cmd_eval(args) -> int:
     from core.machine import describe_machine, machine_block
     from core.scoring.batch import labelled_metrics, score_rows
 
-    predictor = _predictor(args.head)
+    predictor = _predictor(args.head, args.device)
     _, rows = _read_rows(args, require_label=True)
     progress = _ProgressBar()
     result = score_rows(rows, predictor, on_progress=progress)
@@ -265,8 +266,10 @@ def cmd_quantize_image(args) -> int:
 
 def cmd_encoders(args) -> int:
     """``encoders``: list the known specs, whether each loads here, and the int8 check; returns the exit status."""
+    from core.device import choose_device, describe_device
     from core.encoders import EncoderUnavailable, known_specs, load_image_encoder, load_text_encoder
 
+    print(f"device: {describe_device(choose_device())} (MMSA_DEVICE: auto, cpu, cuda or cuda:N)")
     for kind, spec in known_specs():
         loader = load_text_encoder if kind == "text" else load_image_encoder
         try:

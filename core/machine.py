@@ -88,6 +88,14 @@ def matmul_gflops(n: int = MATMUL_N, seconds: float = MATMUL_SECONDS) -> float:
     return round(2.0 * n ** 3 * reps / elapsed / 1e9, 1)
 
 
+def _gpu() -> dict | None:
+    """The GPU block, without importing torch when nothing else has (a GPU is only used through torch)."""
+    if "torch" not in sys.modules:
+        return None
+    from core.device import gpu_block
+    return gpu_block()
+
+
 def machine_block(measure: bool = True) -> dict:
     """A JSON-ready description of this machine, to store next to figures measured on it.
 
@@ -100,6 +108,8 @@ def machine_block(measure: bool = True) -> dict:
     - ``cores`` (dict): ``logical`` = ``os.cpu_count()``, ``usable`` = the CPUs this process may run
       on (``os.sched_getaffinity``; None where the platform has no such call);
     - ``python``, ``torch``, ``onnxruntime``, ``numpy`` (str | None): versions, None when absent;
+    - ``gpu`` (dict | None): the CUDA GPU torch sees (``core.device.gpu_block``: name, memory, count,
+      CUDA and cuDNN versions, bf16 support), None without one;
     - ``matmul_gflops`` (float | None): fp32 1024×1024 numpy matmul GFLOP/s over about one second
       (measured once per process), None when ``measure`` is False;
     - ``measured_at`` (str): UTC ISO-8601 time of this call, to the second.
@@ -124,6 +134,7 @@ def machine_block(measure: bool = True) -> dict:
         "torch": _version("torch"),
         "onnxruntime": _version("onnxruntime"),
         "numpy": _version("numpy"),
+        "gpu": _gpu(),
         "matmul_gflops": matmul_gflops() if measure else None,
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -155,6 +166,9 @@ def describe_machine(block: dict) -> str:
         parts.append(" + ".join(names))
     elif str(block.get("arch", "")).lower() in ("x86_64", "amd64", "i686", "x86"):
         parts.append("no AVX2")
+    gpu = block.get("gpu")
+    if gpu:
+        parts.append(f"GPU {gpu.get('name')}")
     if block.get("matmul_gflops") is not None:
         parts.append(f"{block['matmul_gflops']:.0f} GFLOP/s fp32 matmul")
     return ", ".join(parts)

@@ -26,3 +26,19 @@ def test_bench_prints_one_json_object_with_exactly_the_keys_and_the_machine(tmp_
     assert machine["matmul_gflops"] > 0
     # The ONNX graphs were built in the user's cache folder, not committed anywhere.
     assert list((tmp_path / "home" / "onnx").glob("*/model.onnx"))
+
+
+def test_gpu_check_gives_the_cpu_figure_and_says_when_no_gpu_was_measured(tmp_path):
+    import torch
+
+    env = {**os.environ, "MMSA_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--pairs", "24", "--make-pairs",
+                           "--json"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert figures["pairs"] == 24 and figures["cpu_pairs_per_s"] > 0
+    if torch.cuda.is_available():  # a GPU machine: fp32 always, autocast where its check passed
+        assert figures["gpu_fp32_pairs_per_s"] > 0 and figures["machine"]["gpu"]["name"]
+    else:
+        assert figures["gpu"] is None and "no GPU figure measured" in done.stderr
+        assert not any(key.startswith("gpu_") for key in figures) and figures["machine"]["gpu"] is None

@@ -8,7 +8,7 @@ from datetime import datetime
 from core import machine
 from core.machine import describe_machine, machine_block
 
-KEYS = {"cpu_model", "arch", "flags", "cores", "python", "torch", "onnxruntime", "numpy", "matmul_gflops",
+KEYS = {"cpu_model", "arch", "flags", "cores", "python", "torch", "onnxruntime", "numpy", "gpu", "matmul_gflops",
         "measured_at"}
 
 
@@ -25,6 +25,7 @@ def test_block_has_its_keys_and_types_and_is_json_ready():
         assert isinstance(block[key], str) and block[key]
     for key in ("torch", "onnxruntime"):
         assert block[key] is None or isinstance(block[key], str)
+    assert block["gpu"] is None or isinstance(block["gpu"]["name"], str)
     assert isinstance(block["matmul_gflops"], float) and block["matmul_gflops"] > 0
     assert datetime.fromisoformat(block["measured_at"]).utcoffset().total_seconds() == 0
     assert json.loads(json.dumps(block)) == block

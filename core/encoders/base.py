@@ -83,8 +83,57 @@ class ImageEncoderProtocol(Encoder, Protocol):
 
 
 def pick_device() -> torch.device:
-    """CUDA when this machine has it, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The device encoders load on when none is given: ``core.device.choose_device()`` (``$MMSA_DEVICE``,
+    else CUDA when this machine has it, else the CPU)."""
+    from core.device import choose_device
+    return choose_device()
+
+
+def strict_fp32(device: torch.device) -> None:
+    """On a GPU, make fp32 mean fp32: cuDNN convolutions and matmuls may otherwise run in TF32 (10-bit
+    mantissa), and fp32 features from a GPU share the feature store with the CPU's (docs/performance.md,
+    "GPU"). Autocast, where enabled, is a separate, checked choice with its own feature-store key."""
+    if device.type == "cuda":
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+
+
+AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def autocast_name(dtype: torch.dtype | None) -> str:
+    """'fp16' / 'bf16' for an autocast dtype, 'fp32' for None."""
+    return next((name for name, d in AUTOCAST_DTYPES.items() if d == dtype), "fp32")
+
+
+class TorchPrecision:
+    """What the PyTorch path of an encoder computes in: fp32, or fp16 / bf16 autocast once
+    ``core.scoring.precision`` has checked that the predictions stay the same. Autocast features are
+    filed under their own feature-store key (``<key>:autocast-bf16``): they are close to fp32 ones, not
+    equal."""
+
+    autocast: torch.dtype | None = None
+
+    def set_autocast(self, dtype: torch.dtype | None) -> None:
+        """Run the PyTorch forward pass under ``torch.autocast(device, dtype)``; None: plain fp32. Under
+        autocast the fp32 ONNX Runtime graph (CPU) steps aside: it would give fp32 numbers."""
+        self.autocast = dtype
+        self._onnx.suspended = dtype is not None
+
+    def autocast_context(self):
+        """The autocast context of the PyTorch path (a no-op context in fp32)."""
+        import contextlib
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast)
+
+    def autocast_suffix(self) -> str:
+        """':autocast-bf16' when the torch path serves under autocast, else ''."""
+        return "" if self.autocast is None or not self.serves_torch() else f":autocast-{autocast_name(self.autocast)}"
+
+    def serves_torch(self) -> bool:
+        """Whether ``encode`` runs the PyTorch network here (not an ONNX Runtime graph)."""
+        return True
 
 
 class _OnnxBackend:
@@ -95,12 +144,13 @@ class _OnnxBackend:
         from core.encoders.onnx import onnx_enabled
 
         self.wanted = device.type == "cpu" and onnx_enabled()
+        self.suspended = False  # True while the encoder runs under autocast (a PyTorch-only feature)
         self.runner = None
         self.model_ref = None
         self.failed = False
 
     def get(self, encoder, build):
-        if not self.wanted or self.failed:
+        if not self.wanted or self.failed or self.suspended:
             return None
         if self.runner is not None and self.model_ref is encoder.model:
             return self.runner
@@ -145,9 +195,13 @@ class EncoderInfo:
 
 
 def encoder_status(encoder) -> dict:
-    """What an encoder serves on this machine, for reports: spec, id, runtime, the int8 check (for the
-    int8 image encoder: passed, cosines, summary) and a notice when it serves something else."""
+    """What an encoder serves on this machine, for reports: spec, id, runtime, device, precision
+    ('fp32', or the autocast dtype), the int8 check (for the int8 image encoder on the CPU: passed,
+    cosines, summary) and a notice when it serves something else."""
     check = getattr(encoder, "check", None)
+    device = getattr(encoder, "device", None)
     return {"spec": encoder.describe(), "id": encoder.id, "runtime": encoder.runtime,
+            "device": None if device is None else str(device),
+            "precision": autocast_name(getattr(encoder, "autocast", None)),
             "int8_check": None if check is None else {**check.as_dict(), "summary": check.summary()},
             "notice": encoder.notice}

@@ -18,17 +18,20 @@ from core.encoders.base import (
     INT8_IMAGE_SPEC,
     EncoderInfo,
     EncoderUnavailable,
+    TorchPrecision,
     _hash_files,
     _OnnxBackend,
     _weight_files,
     pick_device,
+    strict_fp32,
 )
 from core.encoders.hub import _from_pretrained, _hub_snapshot_folder
 
 
-class ImageEncoder:
+class ImageEncoder(TorchPrecision):
     """Common batching for image encoders: ``preprocess`` one PIL image → CHW tensor, ``forward_features``
-    a batch → (n, dim)."""
+    a batch → (n, dim). Runs on ``device`` (default: ``core.device.choose_device()``), in fp32 unless
+    autocast was enabled after its check."""
 
     spec: str
     id: str
@@ -40,6 +43,7 @@ class ImageEncoder:
 
     def __init__(self, device: torch.device | None = None):
         self.device = device or pick_device()
+        strict_fp32(self.device)
         self.n_encoded = 0
         self._onnx = _OnnxBackend(self.device)
         # What the feature store files vectors under: the id, unless this machine serves other numbers.
@@ -48,8 +52,9 @@ class ImageEncoder:
 
     @property
     def runtime(self) -> str:
-        """'onnxruntime' once the exported graph is in use, else 'torch'."""
-        return "onnxruntime" if self._onnx.runner is not None and not self._onnx.failed else "torch"
+        """'onnxruntime' once the exported graph is in use (not under autocast), else 'torch'."""
+        onnx = self._onnx.runner is not None and not self._onnx.failed and not self._onnx.suspended
+        return "onnxruntime" if onnx else "torch"
 
     def onnx_runner(self):
         """The ONNX Runtime graph of this encoder (exported on first use), or None to stay in PyTorch."""
@@ -63,8 +68,9 @@ class ImageEncoder:
 
     @property
     def feature_key(self) -> str:
-        """The feature store's id for this encoder's vectors on this machine."""
-        return self.store_id or self.id
+        """The feature store's id for this encoder's vectors on this machine (with ``:autocast-fp16`` /
+        ``-bf16`` where the PyTorch network serves under autocast)."""
+        return (self.store_id or self.id) + self.autocast_suffix()
 
     def describe(self) -> str:
         """The spec as cards and reports record it."""
@@ -91,7 +97,8 @@ class ImageEncoder:
         if runner is not None:
             feats = runner.run(pixels=pixels)
         else:
-            feats = self.forward_features(pixels.to(self.device)).float().cpu().numpy()
+            with self.autocast_context():
+                feats = self.forward_features(pixels.to(self.device)).float().cpu().numpy()
         self.n_encoded += len(pixels)
         return feats
 
@@ -170,9 +177,11 @@ class EfficientNetLite0Encoder(ImageEncoder):
 class EfficientNetLite0Int8Encoder(EfficientNetLite0Encoder):
     """EfficientNet-Lite0 as the shipped static int8 graph (``core.encoders.quantize``) in ONNX Runtime.
 
-    Its numbers exist only in that graph, so it runs there (on any device, whatever ``MMSA_ONNX``
-    says) once the graph has passed ``core.encoders.int8_check`` on this CPU; where the check fails, the fp32
-    network serves instead, under another feature-store id, and ``notice`` says so. ``.model`` stays
+    Its numbers exist only in that graph, so on the CPU it runs there (whatever ``MMSA_ONNX`` says) once
+    the graph has passed ``core.encoders.int8_check`` on this CPU; where the check fails, the fp32
+    network serves instead, under another feature-store id, and ``notice`` says so. The int8 graph is a
+    CPU optimisation: on a GPU the fp32 network runs there instead (no int8 check), under that same
+    fp32 feature-store id, and ``notice`` says so too. ``.model`` stays
     the fp32 PyTorch twin: Grad-CAM explanations and the check use it. JPEGs are decoded at ≥ 224 px
     in draft mode (a 600 px photo decodes at 300 px, ~40 % cheaper, and is cheaper to resize); the
     graph was calibrated on pictures decoded the same way."""
@@ -197,6 +206,12 @@ class EfficientNetLite0Int8Encoder(EfficientNetLite0Encoder):
                                      f"or use {FP32_IMAGE_SPEC}") from exc
         self.id = f"image:{self.spec}:{_hash_files([self.graph_path])}"
         self._int8_runner = None
+        if self.device.type != "cpu":
+            self.check = None
+            self.store_id = f"{self.id}:fp32-fallback"
+            self.notice = (f"On {self.device} images run through the fp32 network (the int8 graph is a CPU "
+                           f"optimisation); the head's published figures were measured with the int8 graph.")
+            return
         self.check = cached_int8_check(self)
         if not self.check.passed:
             # The head was trained on int8 features; fp32 ones are what the int8 graph approximates
@@ -208,7 +223,13 @@ class EfficientNetLite0Int8Encoder(EfficientNetLite0Encoder):
     @property
     def runtime(self) -> str:
         """'onnxruntime-int8' where the int8 check passed on this CPU, else says the fp32 network serves."""
+        if self.check is None:
+            return f"torch on {self.device} ({'fp32' if self.autocast is None else 'autocast'})"
         return "onnxruntime-int8" if self.check.passed else "fp32 (int8 check failed on this CPU)"
+
+    def serves_torch(self) -> bool:
+        """False where the int8 graph serves (autocast does not apply to it)."""
+        return self.check is None or not self.check.passed
 
     def int8_runner(self):
         """The int8 graph's ONNX Runtime session (what the check compares with the fp32 network)."""
@@ -218,7 +239,9 @@ class EfficientNetLite0Int8Encoder(EfficientNetLite0Encoder):
         return self._int8_runner
 
     def onnx_runner(self):
-        """The int8 graph where its check passed, else the fp32 graph (or None)."""
+        """The int8 graph where its check passed on this CPU, else the fp32 graph (or None: PyTorch)."""
+        if self.check is None:
+            return None
         return self.int8_runner() if self.check.passed else super().onnx_runner()
 
 

@@ -106,7 +106,7 @@ def run_int8_check(encoder, pictures: list[Path] | None = None) -> Int8Check:
     pixels = torch.stack([encoder.preprocess(encoder.decode(Path(p).read_bytes())) for p in pictures])
     int8 = encoder.int8_runner().run(pixels=pixels)
     with torch.inference_mode():
-        fp32 = encoder.forward_features(pixels).float().numpy()
+        fp32 = encoder.forward_features(pixels.to(encoder.device)).float().cpu().numpy()
     cos = cosines(int8, fp32)
     identity = _cpu_identity()
     median, low = float(np.median(cos)), float(cos.min())

@@ -20,17 +20,20 @@ from core.encoders.base import (
     TOKEN_MEMO_SIZE,
     EncoderInfo,
     EncoderUnavailable,
+    TorchPrecision,
     _hash_files,
     _OnnxBackend,
     _weight_files,
     pick_device,
+    strict_fp32,
 )
 from core.encoders.hub import _from_pretrained, _hub_snapshot_folder, _is_sentence_transformers_folder
 
 
-class TextEncoder:
+class TextEncoder(TorchPrecision):
     """A transformers text model + tokenizer with a pooling rule. ``encode`` is batched and sorted by
-    length so short tweets do not pay for the padding of long ones."""
+    length so short tweets do not pay for the padding of long ones. Runs on ``device`` (default:
+    ``core.device.choose_device()``), in fp32 unless autocast was enabled after its check."""
 
     def __init__(self, spec: str, model, tokenizer, pooling: str, weights_id: str,
                  adapter: Path | None = None, device: torch.device | None = None,
@@ -44,6 +47,7 @@ class TextEncoder:
         self.layers = layers
         self.adapter = adapter
         self.device = device or pick_device()
+        strict_fp32(self.device)
         self.model.to(self.device)
         self.dim = int(model.config.hidden_size) * (len(layers) if layers else 1)
         self.max_tokens = TEXT_MAX_TOKENS
@@ -54,8 +58,9 @@ class TextEncoder:
 
     @property
     def runtime(self) -> str:
-        """'onnxruntime' once the exported graph is in use, else 'torch'."""
-        return "onnxruntime" if self._onnx.runner is not None and not self._onnx.failed else "torch"
+        """'onnxruntime' once the exported graph is in use (not under autocast), else 'torch'."""
+        onnx = self._onnx.runner is not None and not self._onnx.failed and not self._onnx.suspended
+        return "onnxruntime" if onnx else "torch"
 
     def onnx_runner(self):
         """The ONNX Runtime graph of this encoder (exported on first use), or None to stay in PyTorch."""
@@ -69,8 +74,9 @@ class TextEncoder:
 
     @property
     def feature_key(self) -> str:
-        """The feature store's id for this encoder's vectors (the id: text features do not vary by CPU)."""
-        return self.id
+        """The feature store's id for this encoder's vectors: the id (fp32 text features do not vary by CPU
+        or GPU beyond rounding), with ``:autocast-fp16`` / ``-bf16`` under autocast."""
+        return self.id + self.autocast_suffix()
 
     notice: str | None = None
 
@@ -148,8 +154,9 @@ class TextEncoder:
             if runner is not None:
                 out[idx] = runner.run(input_ids=input_ids, attention_mask=attention_mask)
             else:
-                feats = self.forward_features(torch.from_numpy(input_ids).to(self.device),
-                                              torch.from_numpy(attention_mask).to(self.device))
+                with self.autocast_context():
+                    feats = self.forward_features(torch.from_numpy(input_ids).to(self.device),
+                                                  torch.from_numpy(attention_mask).to(self.device))
                 out[idx] = feats.float().cpu().numpy()
         self.n_encoded += len(texts)
         return out

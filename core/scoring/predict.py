@@ -6,6 +6,7 @@ without an image has no image-only and no fused result (the UI says why).
 """
 from __future__ import annotations
 
+import copy
 import io
 import time
 from dataclasses import dataclass, field
@@ -16,12 +17,14 @@ import torch
 from PIL import Image
 
 from core import config
+from core.device import choose_device
 from core.encoders import load_image_encoder, load_text_encoder
 from core.features.store import FeatureStore, cached_features, content_key, text_features
 from core.heads.calibration import apply_temperature
 from core.heads.model import HeadConfig, HeadShape, LateFusionHeads
 from core.io.labels import HEAD_NAMES, LABELS
 from core.scoring.conflict import CONFLICT_THRESHOLD, conflict_flags
+from core.scoring.precision import apply_precision
 
 
 class HeadMismatch(ValueError):
@@ -66,30 +69,49 @@ class Predictor:
     """Scores pairs with one head version: encoders, heads, calibration temperatures and the feature store
     together."""
     def __init__(self, text_encoder, image_encoder, heads: LateFusionHeads, card: dict,
-                 store: FeatureStore | None = None):
+                 store: FeatureStore | None = None, device: str | torch.device | None = None,
+                 precision: str | None = None):
+        """``device``: where the heads score (default: the text encoder's device, else the CPU);
+        ``precision``: 'auto' / 'fp32' / 'fp16' / 'bf16' for the encoders (``core.scoring.precision``:
+        autocast only after its check passes; default ``$MMSA_PRECISION``, else fp16 on a GPU, fp32 on
+        the CPU)."""
         check_card_matches(card, text_encoder, image_encoder)
         self.text_encoder = text_encoder
         self.image_encoder = image_encoder
+        # ``heads`` stays the CPU master copy that corrections and Grad-CAM differentiate and versions
+        # save; scoring runs on ``device_heads``, the same module on the CPU or a copy on a GPU.
         self.heads = heads.eval()
+        if device is not None:
+            self.device = choose_device(device)
+        else:
+            self.device = getattr(text_encoder, "device", None) or torch.device("cpu")
+        self.device_heads = self.heads if self.device.type == "cpu" else copy.deepcopy(self.heads).to(self.device)
         self.card = card
         self.store = store if store is not None else FeatureStore(None)
         self.temperatures = {name: float((card.get("temperatures") or {}).get(name, 1.0)) for name in HEAD_NAMES}
         self.conflict_threshold = float(card.get("conflict_threshold", CONFLICT_THRESHOLD))
+        # None in fp32; else the autocast check, and a notice when autocast was asked for and refused.
+        self.precision_check, self.notice = apply_precision(self, precision)
 
     @classmethod
     def from_card(cls, tensors: dict[str, torch.Tensor], card: dict, store: FeatureStore | None = None,
-                  encoders: tuple | None = None) -> "Predictor":
-        """Build encoders the card names (or reuse ``encoders`` = (text, image) already loaded)."""
+                  encoders: tuple | None = None, device: str | torch.device | None = None,
+                  precision: str | None = None) -> Predictor:
+        """Build encoders the card names on ``device`` (or reuse ``encoders`` = (text, image) already loaded)."""
         if encoders is None:
-            encoders = load_encoders_for_card(card)
-        return cls(encoders[0], encoders[1], heads_from_card(tensors, card), card, store)
+            # Without a device the plain one-argument call (its default device is the same), which
+            # callers that swap in their own ``encoders(card)`` rely on.
+            encoders = load_encoders_for_card(card) if device is None else load_encoders_for_card(card, device=device)
+        return cls(encoders[0], encoders[1], heads_from_card(tensors, card), card, store, device=device,
+                   precision=precision)
 
     # ----- features → probabilities --------------------------------------------------------
     @torch.no_grad()
     def logits(self, text: np.ndarray, image: np.ndarray) -> dict[str, np.ndarray]:
         """Text and image feature matrices → raw logits per head."""
-        out = self.heads(torch.as_tensor(text, dtype=torch.float32), torch.as_tensor(image, dtype=torch.float32))
-        return {name: value.numpy() for name, value in out.items()}
+        out = self.device_heads(torch.as_tensor(text, dtype=torch.float32).to(self.device),
+                                torch.as_tensor(image, dtype=torch.float32).to(self.device))
+        return {name: value.cpu().numpy() for name, value in out.items()}
 
     def probabilities(self, text: np.ndarray, image: np.ndarray, has_text: np.ndarray,
                       has_image: np.ndarray) -> dict[str, np.ndarray]:
@@ -162,17 +184,22 @@ class Predictor:
         return cached_features(self.store, self.image_encoder.feature_key, self.image_encoder.dim, [key], encode_missing)
 
 
-def load_encoders_for_card(card: dict):
-    """(text encoder, image encoder) as a card names them, the text adapter included."""
+def load_encoders_for_card(card: dict, device: str | torch.device | None = None):
+    """(text encoder, image encoder) as a card names them, the text adapter included, on ``device``
+    (default: ``core.device.choose_device()``)."""
     text_spec = card["text_encoder"]["spec"].split("+adapter:")[0]
     adapter = config.resolve_repo_path(card["text_encoder"].get("adapter"))
-    return load_text_encoder(text_spec, adapter=adapter), load_image_encoder(card["image_encoder"]["spec"])
+    device = choose_device(device)
+    return (load_text_encoder(text_spec, adapter=adapter, device=device),
+            load_image_encoder(card["image_encoder"]["spec"], device=device))
 
 
 def load_default_predictor(store: FeatureStore | None = None, version: str | None = None,
-                           head_path: str | Path | None = None) -> Predictor:
+                           head_path: str | Path | None = None, device: str | torch.device | None = None,
+                           precision: str | None = None) -> Predictor:
     """The active head of the user's registry (the shipped default unless they activated another),
-    a named version, or a version folder on disk."""
+    a named version, or a version folder on disk; on ``device`` (default: ``$MMSA_DEVICE``, else a GPU
+    when present, else the CPU) with the encoders in ``precision`` (see ``Predictor``)."""
     from core.registry import open_registry, read_version_folder
 
     if store is None:
@@ -182,4 +209,4 @@ def load_default_predictor(store: FeatureStore | None = None, version: str | Non
     else:
         registry = open_registry()
         tensors, card = registry.load(version or registry.active_version())
-    return Predictor.from_card(tensors, card, store)
+    return Predictor.from_card(tensors, card, store, device=device, precision=precision)
