@@ -296,7 +296,7 @@ class HeadRegistry:
         with contextlib.suppress(OSError, ValueError, UnicodeDecodeError):
             card = json.loads((folder / CARD_FILE).read_text("utf-8"))
             if isinstance(card, dict):
-                entry = {k: card[k] for k in ("created_at", "note", "parent") if isinstance(card.get(k), (str, type(None)))}
+                entry = {k: card[k] for k in ("created_at", "note", "parent") if isinstance(card.get(k), str)}
         entry.update({"version": name, "damaged": problem})
         if is_builtin:
             entry["builtin"] = True
