@@ -6,6 +6,7 @@ core/; this file only decides what is cached per process and what is kept per se
 from __future__ import annotations
 
 import os
+import secrets
 import tempfile
 from pathlib import Path
 
@@ -135,11 +136,11 @@ def current_actor() -> Actor:
 def _client() -> str:
     """Whom the password limiter slows: the client's address where Streamlit knows it, else this tab."""
     address = getattr(st.context, "ip_address", None)
-    if address:
+    if isinstance(address, str) and address:
         return f"ip:{address}"
-    from streamlit.runtime.scriptrunner import get_script_run_ctx
-    ctx = get_script_run_ctx()
-    return f"tab:{ctx.session_id if ctx else 'unknown'}"
+    if "_client_id" not in st.session_state:
+        st.session_state["_client_id"] = secrets.token_hex(8)
+    return f"tab:{st.session_state['_client_id']}"
 
 
 def access_panel(key: str) -> Actor:
