@@ -278,3 +278,35 @@ def test_the_cli_on_a_full_disk_says_so_in_one_line(filled, builtin, tmp_path):
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().startswith("error: could not record the active head version: the disk is full")
     assert registry.active_version() == first
+
+
+# ----- what the app says -----------------------------------------------------------------------------
+
+def test_the_app_serves_the_default_with_a_warning_and_lists_the_damaged_version(app_env, tmp_path, monkeypatch):
+    from core.registry import open_registry
+
+    from .conftest import button, open_page, texts
+
+    monkeypatch.setenv("MMSA_HOME", str(tmp_path / "home"))
+    registry = open_registry()
+    tensors, card = registry.load("builtin")
+    broken = registry.save({name: t + 0.01 for name, t in tensors.items()},
+                           {k: v for k, v in card.items() if k not in ("version", "builtin", "created_at")})
+    registry.activate(broken)
+    damage(registry.versions_dir / broken, "truncated weights")
+    builtin = registry.active_version()
+
+    home = open_page("home")
+    assert not home.exception and not home.error
+    assert {m.label: m.value for m in home.metric}["Head version"] == builtin
+    assert f"the active version {broken} cannot be used" in texts(home)
+
+    at = open_page("correct")
+    assert not at.exception
+    table = next(d.value for d in at.dataframe if "last activated" in d.value.columns)
+    row = table[table["version"] == broken].iloc[0]
+    assert str(row.iloc[-1]).startswith("damaged: ")
+    at.selectbox(key="correct_version").set_value(broken).run()
+    assert button(at, "correct_activate").disabled
+    assert f"Version {broken} is damaged and cannot be activated" in texts(at)
+    assert not any(getattr(b, "key", None) == "correct_download" for b in at.get("download_button"))
