@@ -28,6 +28,7 @@ class AccessSettings:
     password_hash: str | None = None
     operators: tuple[str, ...] = ()  # account e-mails, lower case
     sign_in_configured: bool = False  # st.login has an [auth] section to work with
+    login_provider: str | None = None  # the named provider ([auth.<name>]) st.login is given, if any
     problem: str | None = None  # a configuration mistake to show (never the secret itself)
 
     @property
@@ -65,7 +66,9 @@ def read_settings(secrets: Mapping, env: Mapping) -> AccessSettings:
         problem = ((problem + " ") if problem else "") + (
             "Operator accounts are listed, but sign-in (st.login) has no [auth] section in the secrets, "
             "so none of them can sign in.")
-    return AccessSettings(password_hash, operators, "auth" in secrets, problem)
+    auth = secrets.get("auth")
+    providers = sorted(k for k, v in auth.items() if isinstance(v, Mapping)) if isinstance(auth, Mapping) else []
+    return AccessSettings(password_hash, operators, "auth" in secrets, problem, providers[0] if providers else None)
 
 
 def actor_for(settings: AccessSettings, *, password_signed_in: bool, user: Mapping | None) -> Actor:

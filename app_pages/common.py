@@ -178,7 +178,7 @@ def access_panel(key: str) -> Actor:
             if st.button("Sign out of your account", key=f"{key}_logout"):
                 st.logout()
         elif st.button("Sign in with your account", key=f"{key}_login"):
-            st.login()
+            st.login(settings.login_provider) if settings.login_provider else st.login()
     return actor
 
 
