@@ -68,7 +68,8 @@ def read_settings(secrets: Mapping, env: Mapping) -> AccessSettings:
             "so none of them can sign in.")
     auth = secrets.get("auth")
     providers = sorted(k for k, v in auth.items() if isinstance(v, Mapping)) if isinstance(auth, Mapping) else []
-    return AccessSettings(password_hash, operators, "auth" in secrets, problem, providers[0] if providers else None)
+    return AccessSettings(password_hash=password_hash, operators=operators, sign_in_configured="auth" in secrets,
+                          login_provider=providers[0] if providers else None, problem=problem)
 
 
 def actor_for(settings: AccessSettings, *, password_signed_in: bool, user: Mapping | None) -> Actor:

@@ -122,6 +122,8 @@ def test_listed_st_login_accounts_are_the_operators():
     bob = actor_for(settings, password_signed_in=False, user={"is_logged_in": True, "email": "bob@example.com"})
     assert alice.is_operator and alice.name == "alice@example.com"
     assert not bob.is_operator and "bob@example.com is not a listed operator account" in bob.why
+    assert settings.login_provider is None
+    assert read_settings({"auth": {"google": {"client_id": "x"}}}, {}).login_provider == "google"
     no_auth = read_settings({"access": {"operators": ["alice@example.com"]}}, {})
     assert "no [auth] section" in no_auth.problem
 
