@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -242,16 +243,10 @@ def _registry():
     return open_registry()  # acts as the machine's user: the operator of this MMSA_HOME
 
 
-def _warn_if_fallback(registry) -> None:
-    _, problem = registry.serving()
-    if problem:
-        print(f"warning: {problem}", file=sys.stderr)
-
-
 def cmd_versions(args) -> int:
     """``versions``: every head version, the active one marked, damaged ones with the reason, who last activated each."""
     registry = _registry()
-    active, problem = registry.serving()
+    active, _ = registry.serving()  # a fallback to the shipped default is logged as a warning
     last = {}
     for event in registry.events():
         if event.get("action") in ("activated", "rolled back to"):
@@ -265,8 +260,6 @@ def cmd_versions(args) -> int:
         if card["version"] in last:
             line += f"  [{last[card['version']]}]"
         print(line.rstrip())
-    if problem:
-        print(f"warning: {problem}", file=sys.stderr)
     return 0
 
 
@@ -294,7 +287,6 @@ def cmd_delete(args) -> int:
 def cmd_import(args) -> int:
     """``import``: store a version zip (checked against the active version's encoders and shapes), not activated."""
     registry = _registry()
-    _warn_if_fallback(registry)
     tensors, card = registry.load(registry.active_version())
     expected = {"text_encoder": {"id": card["text_encoder"]["id"], "dim": card["text_encoder"]["dim"]},
                 "image_encoder": {"id": card["image_encoder"]["id"], "dim": card["image_encoder"]["dim"]},
@@ -480,11 +472,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _OneLine(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
+def _log_warnings_as_lines() -> None:
+    """Warnings the engine logs (the shipped default serving in place of a damaged version, a damaged
+    feature store moved aside) reach the user as ``warning: …`` lines on stderr, like the CLI's own."""
+    root = logging.getLogger()
+    if not root.handlers:  # leave a caller's logging set-up (the tests', an embedding program's) alone
+        handler = logging.StreamHandler()
+        handler.setFormatter(_OneLine())
+        root.addHandler(handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default: the command line), run the subcommand, return its exit status; bad input gives one
     clear line and status 2."""
     args = build_parser().parse_args(argv)
     from core.encoders import EncoderUnavailable
+
+    _log_warnings_as_lines()
 
     try:
         return args.run(args)

@@ -310,3 +310,22 @@ def test_the_app_serves_the_default_with_a_warning_and_lists_the_damaged_version
     assert button(at, "correct_activate").disabled
     assert f"Version {broken} is damaged and cannot be activated" in texts(at)
     assert not any(getattr(b, "key", None) == "correct_download" for b in at.get("download_button"))
+
+
+def test_the_cli_says_when_the_default_serves_in_place_of_a_damaged_version(registry, builtin, monkeypatch, capsys):
+    import logging
+
+    from core.cli import main
+
+    active = registry.save(make_heads(1), make_card(), note="mine")
+    registry.activate(active)
+    damage(registry.versions_dir / active, "garbled weights")
+    monkeypatch.setenv("MMSA_HOME", str(registry.root.parent))
+    monkeypatch.setenv("MMSA_HEAD_DIR", str(builtin))
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])  # as in a shell: the CLI sets up its own lines
+    assert main(["versions"]) == 0
+    out, err = capsys.readouterr()
+    assert f"{active}" in out and "DAMAGED: weights.safetensors does not match the sha256" in out
+    assert out.splitlines()[-1].startswith("* builtin")
+    assert err.startswith(f"warning: the active version {active} cannot be used")
+    assert "Traceback" not in err
