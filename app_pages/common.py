@@ -184,4 +184,5 @@ def access_panel(key: str) -> Actor:
 
 def viewer_reason(actor: Actor) -> str:
     """The help text of a control a viewer cannot use."""
-    return f"Only operators can do this: you are a viewer ({actor.why}). Sign in as an operator on Home."
+    return (f"Only operators can do this: you are a viewer ({actor.why}). Sign in as an operator under "
+            "*Who may change the model* (on Home and at the foot of *Correct the model*).")

@@ -264,8 +264,8 @@ class HeadRegistry:
         out = []
         for file in (CARD_FILE, WEIGHTS_FILE):
             try:
-                st = (folder / file).stat()
-                out.append((st.st_size, st.st_mtime_ns, st.st_ino))
+                info = (folder / file).stat()
+                out.append((info.st_size, info.st_mtime_ns, info.st_ino))
             except OSError:
                 out.append(None)
         return tuple(out)
