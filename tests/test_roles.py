@@ -295,6 +295,8 @@ def test_a_wrong_password_is_refused_and_slowed_and_the_right_one_makes_an_opera
     assert not at.error
     assert "You are **an operator**: signed in with the operator password." in texts(at)
     assert PASSWORD not in str(at.session_state.to_dict())  # the form cleared it; only a flag is kept
+    button(at, "home_access_sign_out").click().run()
+    assert "You are **a viewer**" in texts(at)
 
 
 def test_two_tabs_only_the_operators_activation_changes_what_both_are_served(with_password):
