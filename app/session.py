@@ -9,7 +9,9 @@ Where the heads come from:
   as the registry's builtin head. Tests point it at a head trained on drawn pairs.
 - otherwise the shipped default in ``assets/models/default``.
 The registry itself lives under ``MMSA_HOME`` (see core.config); what is *active* is read from it on
-every call, so a version activated in one session is what the others get on their next rerun.
+every call, so a version activated in one session is what the others get on their next rerun. The
+engine's registry acts for nobody by default: activating, rolling back, importing or deleting must
+name the browser tab's actor, and a viewer is refused (``core.access``).
 """
 from __future__ import annotations
 
@@ -83,7 +85,9 @@ def load_engine(head_dir: Path | None = None, encoders: Callable[[dict], tuple] 
     """Open the registry, load the encoders the active head names, open the feature store.
     ``encoders(card) -> (text, image)`` lets a caller reuse encoders it already holds."""
     head_dir = head_dir or config.default_head_dir()
-    registry = open_registry(head_dir)
+    # Shared by every browser tab: a change must name the tab's actor (app_pages.common.current_actor),
+    # so a page that forgets to is refused rather than acting as the machine's user.
+    registry = open_registry(head_dir, actor=None)
     try:
         version = registry.active_version()
         card = registry.card(version)

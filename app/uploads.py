@@ -1,12 +1,13 @@
 """Put a user's images somewhere the batch scorer can read them: uploaded files, a zip, or a folder
-on the server under the configured data root. Every path goes through core.io.paths, so nothing lands
-or is read outside its folder.
+on the server under the configured data root (operators only). Every path goes through core.io.paths,
+so nothing lands or is read outside its folder.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
-from typing import Iterable
 
+from core.access import SERVER_FOLDERS, Actor, require
 from core.io.images import IMAGE_TYPES
 from core.io.paths import UnsafePathError, extract_zip, folder_under_root, resolve_inside
 
@@ -39,9 +40,10 @@ def extract_images_zip(data: bytes, target: Path) -> Path:
     return _common_root(root, names)
 
 
-def server_folder(folder: str, data_root: Path) -> Path:
-    """A folder typed by the user, accepted only under ``data_root`` (raises UnsafePathError /
-    NotADirectoryError with a message for the page)."""
+def server_folder(folder: str, data_root: Path, actor: Actor | None = None) -> Path:
+    """A folder typed by an operator, accepted only under ``data_root`` (raises AccessDenied for a
+    viewer or when no actor is named, UnsafePathError / NotADirectoryError with a message for the page)."""
+    require(actor, SERVER_FOLDERS)
     return folder_under_root(folder, data_root)
 
 

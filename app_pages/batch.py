@@ -29,7 +29,7 @@ from app.batch_report import (
 )
 from app.batch_runs import SavedRun, run_key
 from app.uploads import count_images, extract_images_zip, save_uploaded_files, server_folder
-from app_pages.common import corrections, duration, glossary, page_start, pct, session_dir
+from app_pages.common import corrections, current_actor, duration, glossary, page_start, pct, session_dir, viewer_reason
 from core import config
 from core.heads.correction_set import items_from_rows
 from core.io.images import IMAGE_TYPES
@@ -103,10 +103,12 @@ try:
         archive = st.file_uploader("Zip of the images", type=["zip"], key="batch_images_zip")
         images_root = _from_uploads([archive], "zip") if archive else None
     elif source == "A folder on the server":
-        root = config.data_root()
-        folder = st.text_input(f"Folder under {root}", key="batch_images_server",
+        root, actor = config.data_root(), current_actor()
+        if not actor.is_operator:
+            st.info(viewer_reason(actor))
+        folder = st.text_input(f"Folder under {root}", key="batch_images_server", disabled=not actor.is_operator,
                                help="Only folders inside the configured data root (MMSA_DATA_ROOT) can be read.")
-        images_root = str(server_folder(folder, root)) if folder.strip() else None
+        images_root = str(server_folder(folder, root, actor)) if folder.strip() else None
 except (UnsafePathError, NotADirectoryError, OSError) as error:
     st.error(f"These images cannot be used: {error}")
     images_root = None

@@ -5,13 +5,16 @@ core/; this file only decides what is cached per process and what is kept per se
 """
 from __future__ import annotations
 
+import os
+import secrets
 import tempfile
 from pathlib import Path
 
 import streamlit as st
 
-from app import session
+from app import access, session
 from app.formatting import pct  # noqa: F401 - the pages format numbers through common
+from core.access import Actor, try_password
 from core.encoders import EncoderUnavailable
 from core.heads.correction_set import CorrectionSet
 from core.registry import RegistryError
@@ -44,9 +47,12 @@ def engine() -> session.Engine:
 
 
 def active_predictor(eng: session.Engine):
-    """(version, predictor) of the version that is active *now* (another session may have switched)."""
+    """(version, predictor) of the version that is active *now* (another session may have switched);
+    a warning when the active version is damaged or missing and the shipped default serves instead."""
     try:
-        version = eng.active_version()
+        version, problem = eng.registry.serving()
+        if problem:
+            st.warning(f"The head version being served is the shipped default: {problem}.", icon=":material/warning:")
         return version, eng.predictor(version)
     except (RegistryError, ValueError) as error:
         st.error(f"The active head version cannot be used: {error}")
@@ -104,3 +110,79 @@ def duration(seconds: float | None) -> str:
         return "…"
     seconds = int(round(seconds))
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+# ----- who may change the model -------------------------------------------------------------------
+
+def access_settings() -> access.AccessSettings:
+    """The operator password hash / operator accounts from Streamlit secrets and the environment."""
+    try:
+        secrets = st.secrets.to_dict()
+    except FileNotFoundError:  # no secrets.toml at all (a laptop): nothing configured
+        secrets = {}
+    return access.read_settings(secrets, os.environ)
+
+
+def _user() -> dict:
+    return dict(st.user.to_dict())  # empty unless st.login is configured and used
+
+
+def current_actor() -> Actor:
+    """This browser tab's actor (name, role, why); every registry change the pages make names it."""
+    return access.actor_for(access_settings(), password_signed_in=bool(st.session_state.get("_operator_password")),
+                            user=_user())
+
+
+def _client() -> str:
+    """Whom the password limiter slows: the client's address where Streamlit knows it, else this tab."""
+    address = getattr(st.context, "ip_address", None)
+    if isinstance(address, str) and address:
+        return f"ip:{address}"
+    if "_client_id" not in st.session_state:
+        st.session_state["_client_id"] = secrets.token_hex(8)
+    return f"tab:{st.session_state['_client_id']}"
+
+
+def access_panel(key: str) -> Actor:
+    """Say which role this tab has and why; offer operator sign-in (password, st.login) or sign-out."""
+    settings = access_settings()
+    actor = current_actor()
+    if settings.problem:
+        st.error(settings.problem)
+    st.markdown(f"You are **{'an operator' if actor.is_operator else 'a viewer'}**: {actor.why}.")
+    if settings.open:
+        st.caption("Operators activate, roll back, import and delete head versions and read server folders. "
+                   "To make the others viewers on a shared server, set an operator password (see the README).")
+        return actor
+    st.caption("Viewers explore pairs, score batches, train corrections in their own tab and download "
+               "versions; operators also activate, roll back, import and delete versions and read server folders.")
+    if actor.is_operator:
+        if st.session_state.get("_operator_password") and st.button("Sign out as operator", key=f"{key}_sign_out"):
+            st.session_state.pop("_operator_password", None)
+            st.rerun()
+        if _user().get("is_logged_in") and st.button("Sign out of your account", key=f"{key}_logout"):
+            st.logout()
+        return actor
+    if settings.password_usable:
+        with st.form(f"{key}_sign_in", clear_on_submit=True, border=False):
+            password = st.text_input("Operator password", type="password", key=f"{key}_password")
+            submitted = st.form_submit_button("Sign in as operator")
+        if submitted:
+            outcome = try_password(password, settings.password_hash, access.LIMITER, _client())
+            if outcome.ok:
+                st.session_state["_operator_password"] = True
+                st.rerun()
+            st.error(outcome.message)
+    if settings.sign_in_configured and settings.operators:
+        if _user().get("is_logged_in"):
+            if st.button("Sign out of your account", key=f"{key}_logout"):
+                st.logout()
+        elif st.button("Sign in with your account", key=f"{key}_login"):
+            st.login(settings.login_provider) if settings.login_provider else st.login()
+    return actor
+
+
+def viewer_reason(actor: Actor) -> str:
+    """The help text of a control a viewer cannot use."""
+    return (f"Only operators can do this: you are a viewer ({actor.why}). Sign in as an operator under "
+            "*Who may change the model* (on Home and at the foot of *Correct the model*).")

@@ -14,7 +14,17 @@ from app.charts import export_config
 from app.correction_charts import accuracy_curves, loss_curve
 from app.session import engine_key
 from app.uploads import extract_images_zip, save_uploaded_files
-from app_pages.common import corrections, page_start, pct, reference_set, session_dir
+from app_pages.common import (
+    access_panel,
+    corrections,
+    current_actor,
+    page_start,
+    pct,
+    reference_set,
+    session_dir,
+    viewer_reason,
+)
+from core.access import AccessDenied
 from core.heads.correction import CorrectionConfig
 from core.heads.correction_set import corrected_card, head_accuracies, items_from_rows, run_correction
 from core.heads.training import TrainingRefused
@@ -31,6 +41,7 @@ eng, version, predictor, state = page_start(
     "replaying reference pairs, check the result, then save it as a new version. Nothing changes for "
     "anyone else until a version is activated.")
 collected = corrections()
+actor = current_actor()  # every change to what others are served below names this tab's actor
 
 # ----- 1. pairs ---------------------------------------------------------------------------------
 st.subheader("1. Pairs to learn from")
@@ -165,16 +176,18 @@ if trained:
     s1, s2 = st.columns([3, 1])
     note = s1.text_input("Note for this version", key="correct_note", placeholder="e.g. sarcastic complaints are negative")
     activate_now = s2.checkbox("Activate after saving", value=False, key="correct_activate_now",
+                               disabled=not actor.is_operator,
                                help="Makes the saved version the one every user gets. Leave it off to check the "
-                                    "version first and activate it below when ready.")
+                                    "version first and activate it below when ready." if actor.is_operator else
+                                    viewer_reason(actor) + " Your saved version waits for an operator to activate it.")
     if st.button("Save as a new version", key="correct_save"):
         card = corrected_card(trained["base_card"], run, reference_name=trained["reference"],
                               base_version=trained["base_version"], config=trained["settings"])
         try:
             new_version = eng.registry.save(run.model.tensors(), card, note=note, parent=trained["base_version"])
-            if activate_now:
-                eng.registry.activate(new_version)
-        except RegistryError as error:
+            if activate_now and actor.is_operator:
+                eng.registry.activate(new_version, actor=actor)
+        except (RegistryError, AccessDenied) as error:
             st.error(f"Could not save: {error}")
         else:
             state.pop("correct_run", None)
@@ -185,7 +198,8 @@ if trained:
 saved = state.pop("correct_saved", None)
 if saved:
     st.success(f"Saved version {saved[0]}" + (" and made it active for everyone." if saved[1] else
-                                               " (not active: activate it below when ready)."))
+                                               " (not active: activate it below when ready)." if actor.is_operator
+                                               else " (not active: an operator can activate it)."))
 
 # ----- 3. versions ------------------------------------------------------------------------------
 st.subheader("3. Versions")
@@ -207,10 +221,25 @@ def _fused_on_check(engine_key: tuple[str, str], version: str, reference_name: s
         return "– (other encoders)"
 
 
+def _last_activated(events: list[dict]) -> dict[str, str]:
+    """version -> when and by whom it was last made active (activated or rolled back to)."""
+    out = {}
+    for event in events:
+        if event.get("action") in ("activated", "rolled back to") and event.get("version"):
+            out[event["version"]] = (f"{str(event.get('at', ''))[:16].replace('T', ' ')} UTC by {event.get('by', '?')}"
+                                     + (" (rollback)" if event["action"] == "rolled back to" else ""))
+    return out
+
+
+activated = _last_activated(eng.registry.events())
+damaged = {c["version"]: c["damaged"] for c in cards if c.get("damaged")}
 st.dataframe(pd.DataFrame([{
     "active": c["version"] == version, "version": c["version"],
     "created": (c.get("created_at") or "")[:19].replace("T", " ") or ("shipped" if c.get("builtin") else ""),
-    "note": c.get("note") or "", "parent": c.get("parent") or "", ON_SAME_PAIRS: _fused_on_check(engine_key(), c["version"], reference.name, check),
+    "note": c.get("note") or "", "parent": c.get("parent") or "",
+    "last activated": activated.get(c["version"], ""),
+    ON_SAME_PAIRS: (f"damaged: {c['damaged']}" if c.get("damaged") else
+                    _fused_on_check(engine_key(), c["version"], reference.name, check)),
 } for c in cards]), hide_index=True,
              column_config={"active": st.column_config.CheckboxColumn("active", width="small")})
 st.caption(f"Each version is scored on the same {len(check)} held-out pairs of {reference.name}, so the "
@@ -231,43 +260,82 @@ if "correct_version_next" in state:
 if state.get("correct_version") not in ids:
     state["correct_version"] = version if version in ids else ids[0]
 v1, v2 = st.columns([2, 3], vertical_alignment="bottom")
-chosen = v1.selectbox("Version", ids, key="correct_version")
+chosen = v1.selectbox("Version", ids, key="correct_version",
+                      format_func=lambda v: f"{v} (damaged)" if v in damaged else v)
+chosen_builtin = any(c["version"] == chosen and c.get("builtin") for c in cards)
+if chosen in damaged:
+    st.warning(f"Version {chosen} is damaged and cannot be activated or downloaded: {damaged[chosen]}")
 with v2:
-    b1, b2, b3 = st.columns(3)
-    if b1.button("Activate", key="correct_activate", disabled=chosen == version):
+    b1, b2, b3, b4 = st.columns(4)
+    if chosen in damaged:
+        activate_help = "This version is damaged: its files do not match its card."
+    elif chosen == version:
+        activate_help = "This version is the one being served."
+    else:
+        activate_help = "Makes this version the one every user gets." if actor.is_operator else viewer_reason(actor)
+    if b1.button("Activate", key="correct_activate", help=activate_help,
+                 disabled=chosen == version or chosen in damaged or not actor.is_operator):
         try:
-            eng.registry.activate(chosen)
+            eng.registry.activate(chosen, actor=actor)
             state["correct_version_next"] = chosen
             state["correct_notice"] = f"Version {chosen} is now active for everyone."
             st.rerun()
-        except RegistryError as error:
+        except (RegistryError, AccessDenied) as error:
             st.error(f"Could not activate: {error}")
     can_roll_back = _can_roll_back()
-    if b2.button("Roll back", key="correct_rollback", disabled=not can_roll_back,
-                 help="Re-activate the version that was active before this one." if can_roll_back else
-                 "Nothing to roll back to: no earlier active version (only this one has ever been active)."):
+    if not actor.is_operator:
+        rollback_help = viewer_reason(actor)
+    elif can_roll_back:
+        rollback_help = "Re-activate the version that was active before this one."
+    else:
+        rollback_help = "Nothing to roll back to: no earlier active version (only this one has ever been active)."
+    if b2.button("Roll back", key="correct_rollback", disabled=not (can_roll_back and actor.is_operator),
+                 help=rollback_help):
         try:
-            back = eng.registry.rollback()
+            back = eng.registry.rollback(actor=actor)
             state["correct_version_next"] = back  # the selectbox exists already: set it on the rerun
             state["correct_notice"] = f"Rolled back: version {back} is active again."
             st.rerun()
-        except RegistryError as error:
+        except (RegistryError, AccessDenied) as error:
             st.error(f"Could not roll back: {error}")
-    try:
-        b3.download_button("Download", eng.registry.export_zip(chosen), file_name=f"head-{chosen}.zip",
-                           mime="application/zip", key="correct_download",
-                           help="weights.safetensors + card.json; upload it on another machine with the same encoders.")
-    except RegistryError as error:
-        st.error(f"Cannot export {chosen}: {error}")
+    if chosen not in damaged:
+        try:
+            b3.download_button("Download", eng.registry.export_zip(chosen), file_name=f"head-{chosen}.zip",
+                               mime="application/zip", key="correct_download",
+                               help="weights.safetensors + card.json; upload it on another machine with the same encoders.")
+        except RegistryError as error:
+            st.error(f"Cannot export {chosen}: {error}")
+    if not actor.is_operator:
+        delete_help = viewer_reason(actor)
+    elif chosen_builtin:
+        delete_help = "The shipped default stays: it is what every user falls back to."
+    elif chosen == version:
+        delete_help = "This version is being served: activate or roll back to another one first."
+    else:
+        delete_help = "Removes this saved version for everyone; it cannot be undone (download it first to keep a copy)."
+    if b4.button("Delete", key="correct_delete", help=delete_help,
+                 disabled=not actor.is_operator or chosen_builtin or chosen == version):
+        try:
+            eng.registry.delete(chosen, actor=actor)
+            state["correct_notice"] = f"Version {chosen} was deleted."
+            state["correct_version_next"] = version
+            st.rerun()
+        except (RegistryError, AccessDenied) as error:
+            st.error(f"Could not delete: {error}")
 notice = state.pop("correct_notice", None)
 if notice:
     st.success(notice)
 
 with st.expander("Upload a version (a zip downloaded from this app)"):
-    upload = st.file_uploader("Version zip", type=["zip"], key="correct_import")
-    if st.button("Import", key="correct_import_button", disabled=upload is None):
+    if not actor.is_operator:
+        st.caption(viewer_reason(actor))
+    upload = st.file_uploader("Version zip", type=["zip"], key="correct_import", disabled=not actor.is_operator)
+    if st.button("Import", key="correct_import_button", disabled=upload is None or not actor.is_operator,
+                 help=None if actor.is_operator else viewer_reason(actor)):
         try:
-            imported = eng.registry.import_zip(upload.getvalue(), expected=eng.expected())
+            imported = eng.registry.import_zip(upload.getvalue(), expected=eng.expected(), actor=actor)
+        except AccessDenied as error:
+            st.error(f"Not imported: {error}")
         except DuplicateVersion as duplicate:
             st.error(f"Not imported: version {duplicate.existing} is already here with the same weights and card. "
                      "Select it in the list above to activate it.")
@@ -275,3 +343,6 @@ with st.expander("Upload a version (a zip downloaded from this app)"):
             st.error(f"This version cannot be used here: {error}")
         else:
             st.success(f"Imported as version {imported}. Activate it above when ready.")
+
+with st.expander("Who may change the model", expanded=not actor.is_operator):
+    access_panel("correct_access")

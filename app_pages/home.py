@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from app.session import device_description, headline_metrics, resplit_summary
-from app_pages.common import active_predictor, corrections, engine, pct
+from app_pages.common import access_panel, active_predictor, corrections, engine, pct
 from core.io.labels import HEAD_NAMES, head_label
 from core.machine import describe_machine
 
@@ -87,6 +87,9 @@ if metrics:
                    f"{describe_machine(resplit['machine'])}, {resplit['measured_at'][:10]}.")
 else:
     st.info("This head version records no test metrics.")
+
+st.subheader("Who may change the model")
+access_panel("home_access")
 
 n_versions = len(eng.registry.versions())
 n_corrections = len(corrections())

@@ -7,11 +7,16 @@
     python -m core.cli explain --text "..." --image photo.jpg
     python -m core.cli encoders
     python -m core.cli resplit --seeds 1 2 3 4 5 [--frozen] --out DIR [--json FILE]
+    python -m core.cli versions | activate VERSION | rollback | delete VERSION | import ZIP | export VERSION --out ZIP
+    python -m core.cli hash-password          # the operator password's hash for the app (read from a prompt or stdin)
+
+The command line acts as the operator of its own MMSA_HOME: whoever runs it is the machine's user.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -285,6 +290,92 @@ def cmd_encoders(args) -> int:
     return 0
 
 
+def _registry():
+    from core.registry import open_registry
+    return open_registry()  # acts as the machine's user: the operator of this MMSA_HOME
+
+
+def cmd_versions(args) -> int:
+    """``versions``: every head version, the active one marked, damaged ones with the reason, who last activated each."""
+    registry = _registry()
+    active, _ = registry.serving()  # a fallback to the shipped default is logged as a warning
+    last = {}
+    for event in registry.events():
+        if event.get("action") in ("activated", "rolled back to"):
+            last[event.get("version")] = f"{event.get('action')} {event.get('at', '')} by {event.get('by', '?')}"
+    for card in registry.versions():
+        mark = "*" if card["version"] == active else " "
+        created = (card.get("created_at") or "")[:19] or ("shipped" if card.get("builtin") else "")
+        line = f"{mark} {card['version']:28} {created:19}  {card.get('note') or ''}"
+        if card.get("damaged"):
+            line += f"  DAMAGED: {card['damaged']}"
+        if card["version"] in last:
+            line += f"  [{last[card['version']]}]"
+        print(line.rstrip())
+    return 0
+
+
+def cmd_activate(args) -> int:
+    """``activate``: make a version the one the app and the CLI serve."""
+    registry = _registry()
+    registry.activate(args.version)
+    print(f"version {registry.active_version()} is active")
+    return 0
+
+
+def cmd_rollback(args) -> int:
+    """``rollback``: re-activate the previously active version."""
+    print(f"rolled back: version {_registry().rollback()} is active")
+    return 0
+
+
+def cmd_delete(args) -> int:
+    """``delete``: remove a saved version (not the active one, not the shipped default)."""
+    _registry().delete(args.version)
+    print(f"version {args.version} deleted")
+    return 0
+
+
+def cmd_import(args) -> int:
+    """``import``: store a version zip (checked against the active version's encoders and shapes), not activated."""
+    registry = _registry()
+    tensors, card = registry.load(registry.active_version())
+    expected = {"text_encoder": {"id": card["text_encoder"]["id"], "dim": card["text_encoder"]["dim"]},
+                "image_encoder": {"id": card["image_encoder"]["id"], "dim": card["image_encoder"]["dim"]},
+                "tensor_shapes": {name: tuple(t.shape) for name, t in tensors.items()}}
+    version = registry.import_zip(Path(args.zip).read_bytes(), expected=expected)
+    print(f"imported as version {version} (not active: `python -m core.cli activate {version}`)")
+    return 0
+
+
+def cmd_export(args) -> int:
+    """``export``: write a version's zip (weights + card) for another machine."""
+    Path(args.out).write_bytes(_registry().export_zip(args.version))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_hash_password(args) -> int:
+    """``hash-password``: print the salted hash of an operator password read from a prompt (twice) or stdin.
+    The password never goes on the command line, where other users and the shell history could read it."""
+    import getpass
+
+    from core.access import hash_password
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("Operator password: ")
+        if getpass.getpass("Again: ") != password:
+            print("error: the two passwords differ", file=sys.stderr)
+            return 2
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if len(password) < 8:
+        print("error: use at least 8 characters", file=sys.stderr)
+        return 2
+    print(hash_password(password))
+    return 0
+
+
 def cmd_resplit(args) -> int:
     """``resplit``: accuracy over random re-splits of the pooled data, optionally attached to a card; returns the
     exit status."""
@@ -416,7 +507,41 @@ def build_parser() -> argparse.ArgumentParser:
     resplit.add_argument("--attach", default=None, metavar="HEAD_DIR",
                          help="record the summary in this head version folder's card.json (e.g. assets/models/default)")
     resplit.set_defaults(run=cmd_resplit)
+
+    sub.add_parser("versions", help="list head versions: active, damaged, who last activated each"
+                   ).set_defaults(run=cmd_versions)
+    activate = sub.add_parser("activate", help="make a head version the one served (app and CLI)")
+    activate.add_argument("version")
+    activate.set_defaults(run=cmd_activate)
+    sub.add_parser("rollback", help="re-activate the previously active head version").set_defaults(run=cmd_rollback)
+    delete = sub.add_parser("delete", help="remove a saved head version (not the active one or the shipped default)")
+    delete.add_argument("version")
+    delete.set_defaults(run=cmd_delete)
+    import_ = sub.add_parser("import", help="store a version zip made by `export` or the app's Download (not activated)")
+    import_.add_argument("zip")
+    import_.set_defaults(run=cmd_import)
+    export = sub.add_parser("export", help="write a head version as a zip (weights + card)")
+    export.add_argument("version")
+    export.add_argument("--out", required=True)
+    export.set_defaults(run=cmd_export)
+    sub.add_parser("hash-password", help="print the hash of an operator password for the app's settings "
+                   "(read from a prompt or stdin, never from the command line)").set_defaults(run=cmd_hash_password)
     return parser
+
+
+class _OneLine(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
+def _log_warnings_as_lines() -> None:
+    """Warnings the engine logs (the shipped default serving in place of a damaged version, a damaged
+    feature store moved aside) reach the user as ``warning: …`` lines on stderr, like the CLI's own."""
+    root = logging.getLogger()
+    if not root.handlers:  # leave a caller's logging set-up (the tests', an embedding program's) alone
+        handler = logging.StreamHandler()
+        handler.setFormatter(_OneLine())
+        root.addHandler(handler)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -429,6 +554,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Notices (a damaged cache rebuilt, a store that cannot be written) read as one line each.
     warnings.formatwarning = lambda message, *_args, **_kwargs: f"warning: {message}\n"
+    _log_warnings_as_lines()
 
     try:
         return args.run(args)

@@ -122,7 +122,8 @@ def test_active_json_layout(registry):
     version = registry.save(make_heads(1), make_card())
     registry.activate(version)
     state = json.loads((registry.root / "active.json").read_text())
-    assert state == {"active": version, "history": ["builtin"]}
+    assert {k: state[k] for k in ("active", "history")} == {"active": version, "history": ["builtin"]}
+    assert [(e["action"], e["version"], e["role"]) for e in state["events"]] == [("activated", version, "operator")]
     assert (registry.root / "versions" / version / "weights.safetensors").is_file()
     assert (registry.root / "versions" / version / "card.json").is_file()
 
@@ -380,7 +381,7 @@ def test_leftover_temp_folder_from_a_killed_process_is_not_listed(registry):
     assert [c["version"] for c in registry.versions()] == [good, "builtin"]
 
 
-def test_corrupt_versions_raise_with_their_name_and_are_skipped_in_listing(registry):
+def test_corrupt_versions_raise_with_their_name_and_are_listed_as_damaged(registry):
     good = registry.save(make_heads(1), make_card())
     bad_sha = registry.save(make_heads(2), make_card())
     bad_json = registry.save(make_heads(3), make_card())
@@ -396,8 +397,11 @@ def test_corrupt_versions_raise_with_their_name_and_are_skipped_in_listing(regis
         registry.card(bad_json)
     with pytest.raises(RegistryError, match=bad_sha):
         registry.activate(bad_sha)  # a corrupt version never becomes active
-    # bad_sha's card still reads fine, so it is listed; loading it is what fails.
-    assert [c["version"] for c in registry.versions()] == [bad_sha, good, "builtin"]
+    # Both are listed, marked damaged with the reason; only whole versions carry a full card.
+    listed = {c["version"]: c for c in registry.versions()}
+    assert set(listed) == {bad_json, bad_sha, good, "builtin"} and list(listed)[-1] == "builtin"
+    assert "sha256" in listed[bad_sha]["damaged"] and "not valid JSON" in listed[bad_json]["damaged"]
+    assert "damaged" not in listed[good] and "damaged" not in listed["builtin"]
     assert registry.active_version() == "builtin"
 
 

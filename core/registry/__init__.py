@@ -9,8 +9,14 @@ Registry layout under `root` (for example `$MMSA_HOME/heads`):
 
     versions/<version>/weights.safetensors
     versions/<version>/card.json
-    active.json           {"active": version, "history": [previous actives, oldest first]}
+    active.json           {"active": version, "history": [previous actives, oldest first],
+                           "events": [{"at", "action", "version", "by", "role"}, ...]}
     .lock                 flock'ed around every active.json update
+
+Who may change what is served (activate, roll back, import, delete) is ``core.access``'s business: those
+methods take an ``actor`` and refuse a viewer with ``AccessDenied``. Damaged versions are listed with a
+``damaged`` reason and cannot be activated; a damaged or missing active version falls back to the
+shipped default (``HeadRegistry.serving`` says why).
 
 Why the care with files: the dashboard lets a person correct the model live, possibly from
 two browser sessions or a CLI at once. A version therefore appears only when it is complete
@@ -40,6 +46,7 @@ from core.registry.storage import (
     BUILTIN_ALIAS,
     MAX_HISTORY,
     HeadRegistry,
+    RegistryUnwritable,
     open_registry,
     read_version_folder,
     write_version_folder,
@@ -48,6 +55,6 @@ from core.registry.transfer import DuplicateVersion
 
 __all__ = [
     "BUILTIN_ALIAS", "CARD_FILE", "MAX_CARD_BYTES", "MAX_HISTORY", "MAX_WEIGHTS_BYTES", "MAX_ZIP_BYTES",
-    "WEIGHTS_FILE", "DuplicateVersion", "HeadRegistry", "RegistryError", "check_compatible", "check_version_id", "open_registry",
+    "WEIGHTS_FILE", "DuplicateVersion", "HeadRegistry", "RegistryError", "RegistryUnwritable", "check_compatible", "check_version_id", "open_registry",
     "read_version_folder", "validate_card", "write_version_folder",
 ]

@@ -11,6 +11,7 @@ import zipfile
 import zlib
 from typing import TYPE_CHECKING
 
+from core.access import IMPORT, Actor, require
 from core.registry.card import (
     CARD_FILE,
     MAX_CARD_BYTES,
@@ -74,9 +75,12 @@ def identical_version(registry: HeadRegistry, weights_sha256: str, card: dict) -
     return None
 
 
-def import_version(registry: HeadRegistry, weights: bytes, card_json: bytes, *, expected: dict | None = None) -> str:
+def import_version(registry: HeadRegistry, weights: bytes, card_json: bytes, *, expected: dict | None = None,
+                   actor: Actor | None = None) -> str:
     """Validate an uploaded weights + card pair and store it as a new version (not activated).
-    DuplicateVersion (a RegistryError) when the registry already holds an identical version."""
+    Operators only (``AccessDenied`` for a viewer); DuplicateVersion (a RegistryError) when the registry
+    already holds an identical version. The import is recorded with who made it."""
+    actor = require(actor or registry.default_actor, IMPORT)
     if not isinstance(weights, (bytes, bytearray)) or not isinstance(card_json, (bytes, bytearray, str)):
         raise RegistryError("upload must be bytes")
     if len(weights) > MAX_WEIGHTS_BYTES:
@@ -104,10 +108,14 @@ def import_version(registry: HeadRegistry, weights: bytes, card_json: bytes, *, 
     existing = identical_version(registry, stored_sha256, card)
     if existing is not None:
         raise DuplicateVersion(existing)
-    return registry.save(tensors, card)
+    version = registry.save(tensors, card)
+    registry.record("imported", version, actor)
+    return version
 
-def import_zip(registry: HeadRegistry, data: bytes, *, expected: dict | None = None) -> str:
-    """Import a zip made by export_zip. Reads the two files in memory; nothing is extracted."""
+
+def import_zip(registry: HeadRegistry, data: bytes, *, expected: dict | None = None, actor: Actor | None = None) -> str:
+    """Import a zip made by export_zip (operators only). Reads the two files in memory; nothing is extracted."""
+    actor = require(actor or registry.default_actor, IMPORT)
     if len(data) > MAX_ZIP_BYTES:
         raise RegistryError(f"zip is {len(data):,} bytes; the limit is {MAX_ZIP_BYTES:,}")
     limits = {WEIGHTS_FILE: MAX_WEIGHTS_BYTES, CARD_FILE: MAX_CARD_BYTES}
@@ -128,4 +136,4 @@ def import_zip(registry: HeadRegistry, data: bytes, *, expected: dict | None = N
                 found[name] = content
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError, EOFError) as error:
         raise RegistryError(f"not a readable zip file ({error})") from error
-    return import_version(registry, found[WEIGHTS_FILE], found[CARD_FILE], expected=expected)
+    return import_version(registry, found[WEIGHTS_FILE], found[CARD_FILE], expected=expected, actor=actor)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import io
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -200,13 +201,20 @@ def load_default_predictor(store: FeatureStore | None = None, version: str | Non
     """The active head of the user's registry (the shipped default unless they activated another),
     a named version, or a version folder on disk; on ``device`` (default: ``$MMSA_DEVICE``, else a GPU
     when present, else the CPU) with the encoders in ``precision`` (see ``Predictor``)."""
-    from core.registry import open_registry, read_version_folder
+    from core.registry import BUILTIN_ALIAS, RegistryError, open_registry, read_version_folder
 
     if store is None:
         store = FeatureStore(config.feature_store_path())
     if head_path is not None:
         tensors, card = read_version_folder(Path(head_path))
+    elif version is not None:
+        tensors, card = open_registry().load(version)
     else:
         registry = open_registry()
-        tensors, card = registry.load(version or registry.active_version())
+        active = registry.active_version()  # the shipped default, with a warning, when the active one is damaged
+        try:
+            tensors, card = registry.load(active)
+        except RegistryError as error:  # damaged between the check and the read
+            logging.getLogger(__name__).warning("%s; serving the shipped default instead", error)
+            tensors, card = registry.load(BUILTIN_ALIAS)
     return Predictor.from_card(tensors, card, store, device=device, precision=precision)
