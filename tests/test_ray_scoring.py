@@ -1,0 +1,148 @@
+"""The distributed user's story: a table scored on Ray gives the same rows, statuses and probabilities as
+the local engine, bad rows included; a run that stops keeps its finished partitions and the rerun scores
+only the missing ones; without Ray, the CLI says how to install it."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core import cli
+from core.io.tables import prepare_pairs, read_table
+from core.scoring.batch import PROBABILITY_COLUMNS, score_rows
+from core.scoring.distributed import (
+    MANIFEST,
+    OutputMismatch,
+    RayOptions,
+    finished_partitions,
+    read_scored,
+    score_on_ray,
+)
+from core.scoring.output import with_input_columns
+from tests.conftest import make_pair_set
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    """A local Ray of 2 CPUs for this module (started here, stopped at the end)."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -r requirements-ray.txt)")
+    pytest.importorskip("ray.data", reason="Ray Data is not installed (pip install -r requirements-ray.txt)")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def mixed_table(tmp_path_factory):
+    """Drawn pairs followed by bad rows: a broken picture, a path leaving the folder, a missing file, a bad
+    label, a text-only row, a blank id and a duplicated id."""
+    folder = tmp_path_factory.mktemp("ray_pairs")
+    csv = make_pair_set(folder, n_per_class=2, seed=11)
+    (folder / "images" / "broken.jpg").write_bytes(b"this is not a jpeg")
+    frame = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    extra = pd.DataFrame([
+        {"id": "bad-image", "text": "nice", "image": "broken.jpg", "label": "positive"},
+        {"id": "escape", "text": "sneaky", "image": "../../etc/passwd", "label": "negative"},
+        {"id": "missing", "text": "where is it", "image": "nope.png", "label": "neutral"},
+        {"id": "text-only", "text": "I love it", "image": "", "label": "positive"},
+        {"id": "bad-label", "text": "hmm", "image": "", "label": "maybe"},
+        {"id": "", "text": "no id here", "image": frame["image"][0], "label": "neutral"},
+        {"id": frame["id"][1], "text": "same id again", "image": frame["image"][2], "label": "negative"},
+    ])
+    table = pd.concat([frame, extra], ignore_index=True).assign(note=lambda f: [f"n{i}" for i in range(len(f))])
+    table.to_csv(csv, index=False)
+    return {"csv": csv, "images": folder / "images"}
+
+
+def local_scores(csv: Path, images: Path, trained_head) -> pd.DataFrame:
+    from core.features.store import FeatureStore
+    from core.scoring.predict import load_default_predictor
+
+    table = read_table(csv)
+    rows = prepare_pairs(table, label_column="label", id_column="id", images_root=images)
+    predictor = load_default_predictor(store=FeatureStore(None), head_path=trained_head)
+    return with_input_columns(score_rows(rows, predictor).frame, table)
+
+
+def assert_same_scores(local: pd.DataFrame, distributed: pd.DataFrame) -> None:
+    assert list(distributed.columns) == list(local.columns)
+    assert distributed["row"].tolist() == local["row"].tolist()
+    for column in local.columns:
+        if column in PROBABILITY_COLUMNS or column == "confidence":
+            np.testing.assert_allclose(distributed[column].to_numpy(float), local[column].to_numpy(float),
+                                       atol=1e-5, rtol=0, equal_nan=True, err_msg=column)
+        else:
+            same = [None if pd.isna(v) else v for v in local[column]]
+            assert [None if pd.isna(v) else v for v in distributed[column]] == same, column
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_ray_matches_local_scoring_and_a_rerun_after_an_interruption_scores_only_missing_partitions(
+        ray_instance, mixed_table, trained_head, tmp_path):
+    from core.registry import read_version_folder
+
+    tensors, card = read_version_folder(trained_head)
+    out = tmp_path / "scored"
+    columns = {"label_column": "label", "id_column": "id"}
+
+    def stop_after_first(progress):
+        raise Interrupted("the user stopped the run")
+
+    options = RayOptions(workers=1, partition_rows=4)
+    with pytest.raises(Interrupted):
+        score_on_ray(mixed_table["csv"], out, tensors=tensors, card=card, images_root=mixed_table["images"],
+                     options=options, on_progress=stop_after_first, **columns)
+    kept = finished_partitions(out, 4, "parquet")
+    assert len(kept) == 1 and (out / MANIFEST).is_file()
+    written = {k: (out / f"part-{k:05d}.parquet").stat().st_mtime_ns for k in kept}
+
+    # The same run again, through the command line: only the missing partitions are scored.
+    assert cli.main(["score", "--engine", "ray", "--csv", str(mixed_table["csv"]), "--images",
+                     str(mixed_table["images"]), "--head", str(trained_head), "--out", str(out),
+                     "--workers", "1", "--partition-rows", "4"]) == 0
+    assert finished_partitions(out, 4, "parquet") == [0, 1, 2, 3]
+    assert {k: (out / f"part-{k:05d}.parquet").stat().st_mtime_ns for k in kept} == written
+
+    distributed = read_scored(out)
+    local = local_scores(mixed_table["csv"], mixed_table["images"], trained_head)
+    assert_same_scores(local, distributed)
+    by_id = distributed.set_index("id")
+    for bad in ("bad-image", "escape", "missing", "bad-label"):
+        assert by_id.loc[bad, "status"] == "error" and by_id.loc[bad, "message"]
+    assert by_id.loc["text-only", "status"] == "ok"
+    assert distributed["note"].tolist() == [f"n{i}" for i in range(len(distributed))]  # input columns kept
+    assert (distributed["message"].str.contains("duplicate id")).sum() == 2
+
+    # Everything is finished: a third run starts nothing and scores nothing.
+    again = score_on_ray(mixed_table["csv"], out, tensors=tensors, card=card, images_root=mixed_table["images"],
+                         options=options, **columns)
+    assert again.scored == [] and again.skipped == [0, 1, 2, 3]
+
+
+def test_an_output_folder_of_another_table_is_refused_before_any_work(mixed_table, trained_head, tmp_path):
+    pytest.importorskip("ray.data", reason="Ray Data is not installed (pip install -r requirements-ray.txt)")
+    from core.registry import read_version_folder
+
+    tensors, card = read_version_folder(trained_head)
+    out = tmp_path / "scored"
+    out.mkdir()
+    (out / MANIFEST).write_text('{"input": {"name": "other.csv", "sha256": "0", "rows": 3}}')
+    with pytest.raises(OutputMismatch, match="another table"):
+        score_on_ray(mixed_table["csv"], out, tensors=tensors, card=card, images_root=mixed_table["images"])
+
+
+def test_without_ray_the_cli_says_how_to_install_it(mixed_table, trained_head, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray now fails, as on a machine without it
+    status = cli.main(["score", "--engine", "ray", "--csv", str(mixed_table["csv"]), "--head", str(trained_head),
+                       "--images", str(mixed_table["images"]), "--out", str(tmp_path / "scored")])
+    assert status == 2
+    assert "pip install -r requirements-ray.txt" in capsys.readouterr().err
