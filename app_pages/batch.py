@@ -27,6 +27,7 @@ from app.batch_report import (
     worth_labelling,
     wrong_rows,
 )
+from app.cluster_batch import cluster_address, score_on_cluster
 from app.uploads import count_images, extract_images_zip, save_uploaded_files, server_folder
 from app_pages.common import corrections, duration, glossary, page_start, pct, session_dir
 from core import config
@@ -135,6 +136,9 @@ label_col = c3.selectbox("Label (optional)", [NONE, *columns], index=_guess("lab
 id_col = c4.selectbox("ID (optional)", [NONE, *columns], index=_guess("id"), key="batch_id_col")
 pick = lambda value: None if value == NONE else value  # noqa: E731
 
+on_cluster = bool(cluster_address()) and st.checkbox(
+    f"Run on the Ray cluster ({cluster_address()})", key="batch_on_cluster",
+    help="Every worker of the cluster must read the images at the same path as this server (a shared folder).")
 if st.button("Score the table", type="primary", key="batch_score"):
     if pick(text_col) is None and pick(image_col) is None:
         st.error("Choose a text column, an image column or both.")
@@ -158,7 +162,11 @@ if st.button("Score the table", type="primary", key="batch_score"):
                              text=f"{p.done:,} / {p.total:,} rows · {p.errors:,} bad · "
                                   + ("estimating the time left…" if p.eta_s is None else f"about {duration(p.eta_s)} left"))
 
-            result = score_rows(rows, predictor, on_progress=on_progress)
+            result = score_on_cluster(
+                csv_file.getvalue(), predictor, images_root=images_root, work_dir=session_dir("cluster"),
+                columns={"text_column": pick(text_col), "image_column": pick(image_col),
+                         "label_column": pick(label_col), "id_column": pick(id_col)},
+                on_progress=on_progress) if on_cluster else score_rows(rows, predictor, on_progress=on_progress)
             bar.progress(1.0, text=f"Done: {result.completed:,} / {result.total:,} rows in "
                                    f"{duration(time.perf_counter() - started)}")
             state["batch"] = {"result": result, "rows": rows, "version": version, "name": csv_file.name,

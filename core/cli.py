@@ -156,7 +156,8 @@ def _score_on_ray(args) -> int:
         progress.close()
     rate = result.scored_rows / max(result.seconds, 1e-9)
     print(f"scored {result.scored_rows}/{result.total_rows} rows on Ray in {result.seconds:.1f}s ({rate:.1f} rows/s, "
-          f"{result.startup_s:.1f}s to start Ray), {result.errors} row errors → {out}/ "
+          f"{result.startup_s:.1f}s to start Ray, first partition after {result.first_partition_s or 0:.1f}s), "
+          f"{result.errors} row errors → {out}/ "
           f"({result.total_partitions} partitions, {len(result.skipped)} finished before and skipped)")
     return 0
 

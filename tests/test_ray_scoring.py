@@ -60,13 +60,14 @@ def mixed_table(tmp_path_factory):
     return {"csv": csv, "images": folder / "images"}
 
 
-def local_scores(csv: Path, images: Path, trained_head) -> pd.DataFrame:
+def local_scores(csv: Path, images: Path, tensors: dict, card: dict, encoders) -> pd.DataFrame:
+    """What ``score`` on this machine gives: scored rows, then every input column."""
     from core.features.store import FeatureStore
-    from core.scoring.predict import load_default_predictor
+    from core.scoring.predict import Predictor
 
     table = read_table(csv)
     rows = prepare_pairs(table, label_column="label", id_column="id", images_root=images)
-    predictor = load_default_predictor(store=FeatureStore(None), head_path=trained_head)
+    predictor = Predictor.from_card(tensors, card, FeatureStore(None), encoders=encoders)
     return with_input_columns(score_rows(rows, predictor).frame, table)
 
 
@@ -87,7 +88,7 @@ class Interrupted(Exception):
 
 
 def test_ray_matches_local_scoring_and_a_rerun_after_an_interruption_scores_only_missing_partitions(
-        ray_instance, mixed_table, trained_head, tmp_path):
+        ray_instance, mixed_table, trained_head, encoders, tmp_path):
     from core.registry import read_version_folder
 
     tensors, card = read_version_folder(trained_head)
@@ -113,7 +114,7 @@ def test_ray_matches_local_scoring_and_a_rerun_after_an_interruption_scores_only
     assert {k: (out / f"part-{k:05d}.parquet").stat().st_mtime_ns for k in kept} == written
 
     distributed = read_scored(out)
-    local = local_scores(mixed_table["csv"], mixed_table["images"], trained_head)
+    local = local_scores(mixed_table["csv"], mixed_table["images"], tensors, card, encoders)
     assert_same_scores(local, distributed)
     by_id = distributed.set_index("id")
     for bad in ("bad-image", "escape", "missing", "bad-label"):
@@ -146,3 +147,19 @@ def test_without_ray_the_cli_says_how_to_install_it(mixed_table, trained_head, t
                        "--images", str(mixed_table["images"]), "--out", str(tmp_path / "scored")])
     assert status == 2
     assert "pip install -r requirements-ray.txt" in capsys.readouterr().err
+
+
+def test_the_batch_page_says_when_the_cluster_cannot_read_the_images(mixed_table, trained_head, encoders, tmp_path,
+                                                                     monkeypatch):
+    pytest.importorskip("ray.data", reason="Ray Data is not installed (pip install -r requirements-ray.txt)")
+    from app.cluster_batch import score_on_cluster
+    from core.features.store import FeatureStore
+    from core.registry import read_version_folder
+    from core.scoring.predict import Predictor
+
+    monkeypatch.setenv("MMSA_RAY_ADDRESS", "local")
+    predictor = Predictor.from_card(*read_version_folder(trained_head), FeatureStore(None), encoders=encoders)
+    result = score_on_cluster(mixed_table["csv"].read_bytes(), predictor, images_root=tmp_path / "not-shared",
+                              columns={"label_column": "label", "id_column": "id"}, work_dir=tmp_path / "work")
+    assert result.completed == 0 and result.total == 13 and not result.finished
+    assert "not-shared" in result.failure and "readable by every Ray worker" in result.failure

@@ -95,6 +95,7 @@ class RayRunResult:
     errors: int = 0                                    # bad rows in the partitions this run scored
     seconds: float = 0.0
     startup_s: float = 0.0                             # until Ray was up (0 when it already was)
+    first_partition_s: float | None = None             # until the first partition came back (actors loaded)
 
     scored_rows: int = 0                               # rows in the partitions this run scored
 
@@ -433,6 +434,8 @@ def _collect(finished, result: RayRunResult, out_dir: Path, fmt: str, done_rows:
         if done is None:
             break
         k = int(done["part"])
+        if result.first_partition_s is None:
+            result.first_partition_s = time.perf_counter() - started
         _write_atomically(out_dir / partition_name(k, fmt), bytes(done["data"]))
         result.scored.append(k)
         result.errors += int(done["errors"])
