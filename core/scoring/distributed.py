@@ -40,7 +40,8 @@ import pandas as pd
 
 from core.scoring.batch import empty_result
 
-PARTITION_ROWS = 512   # a multiple of the local chunk (64): chunks, and so image batches, match local scoring
+PARTITION_ROWS = 256   # a multiple of the local chunk (64), so chunks and image batches match local scoring; small
+# enough that no actor waits long for another at the end of a run, big enough for few files per million rows
 LOCAL_CHUNK = 64       # core.scoring.batch.score_rows' chunk size
 MANIFEST = "_manifest.json"
 FORMATS = ("parquet", "csv")
@@ -406,7 +407,8 @@ def score_on_ray(table_path: str | Path, out_dir: str | Path, *, tensors: dict, 
                    "draft_size": _draft_size(card)})
     dataset = dataset.map_batches(
         PartitionScorer, batch_size=1, num_cpus=options.cpus_per_worker, num_gpus=options.gpus_per_worker or None,
-        compute=ray.data.ActorPoolStrategy(size=options.workers, max_tasks_in_flight_per_actor=2),
+        # One partition at a time per actor: a partition never waits behind a busy actor while another is idle.
+        compute=ray.data.ActorPoolStrategy(size=options.workers, max_tasks_in_flight_per_actor=1),
         fn_constructor_kwargs={"head_bytes": head, "card": card, "threads": max(1, round(options.cpus_per_worker)),
                                "images_root": root, "fmt": options.format})
     finished = iter(dataset.iter_rows())
