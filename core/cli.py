@@ -152,6 +152,10 @@ def _score_on_ray(args) -> int:
     except RayRunFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"stopped; the finished partitions are kept in {out}: run the same command again to score the rest",
+              file=sys.stderr)
+        return 130
     finally:
         progress.close()
     rate = result.scored_rows / max(result.seconds, 1e-9)

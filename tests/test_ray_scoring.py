@@ -163,3 +163,11 @@ def test_the_batch_page_says_when_the_cluster_cannot_read_the_images(mixed_table
                               columns={"label_column": "label", "id_column": "id"}, work_dir=tmp_path / "work")
     assert result.completed == 0 and result.total == 13 and not result.finished
     assert "not-shared" in result.failure and "readable by every Ray worker" in result.failure
+
+
+def test_a_parquet_table_is_read_cell_for_cell_like_its_csv(mixed_table, tmp_path):
+    from core.scoring.distributed import read_pairs_table
+
+    parquet = tmp_path / "pairs.parquet"
+    read_table(mixed_table["csv"]).to_parquet(parquet, index=False)
+    pd.testing.assert_frame_equal(read_pairs_table(parquet), read_table(mixed_table["csv"]), check_dtype=False)
