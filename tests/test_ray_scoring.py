@@ -171,3 +171,45 @@ def test_a_parquet_table_is_read_cell_for_cell_like_its_csv(mixed_table, tmp_pat
     parquet = tmp_path / "pairs.parquet"
     read_table(mixed_table["csv"]).to_parquet(parquet, index=False)
     pd.testing.assert_frame_equal(read_pairs_table(parquet), read_table(mixed_table["csv"]), check_dtype=False)
+
+
+def test_with_a_cluster_configured_the_batch_page_offers_it_and_shows_its_results(app_env, tmp_path, monkeypatch):
+    """The page's wiring: the choice appears only with MMSA_RAY_ADDRESS, and the cluster run gets the table, the
+    images and the columns chosen (the run itself is the story above; here the cluster answers with local
+    scores)."""
+    import app.cluster_batch
+    from core.scoring.batch import score_rows
+    from tests.conftest import open_page
+
+    calls = []
+
+    def cluster(csv_bytes, predictor, *, images_root, columns, work_dir, on_progress=None):
+        calls.append({"csv": csv_bytes, "images_root": images_root, "columns": columns})
+        rows = prepare_pairs(read_table(csv_bytes), **columns, images_root=Path(images_root))
+        return score_rows(rows, predictor, on_progress=on_progress)
+
+    csv = make_pair_set(tmp_path, n_per_class=1, seed=5)
+    images = sorted((tmp_path / "images").iterdir())
+
+    def upload(at):
+        at.file_uploader(key="batch_csv").set_value(("pairs.csv", csv.read_bytes(), "text/csv")).run()
+        at.radio(key="batch_image_source").set_value("Upload image files").run()
+        at.file_uploader(key="batch_images_files").set_value([(p.name, p.read_bytes(), "image/png")
+                                                             for p in images]).run()
+        return at
+
+    monkeypatch.delenv("MMSA_RAY_ADDRESS", raising=False)
+    assert not [c for c in upload(open_page("batch")).checkbox if c.key == "batch_on_cluster"]
+
+    monkeypatch.setenv("MMSA_RAY_ADDRESS", "ray-head:6379")
+    monkeypatch.setattr(app.cluster_batch, "score_on_cluster", cluster)
+    at = upload(open_page("batch"))
+    offer = at.checkbox(key="batch_on_cluster")
+    assert "ray-head:6379" in offer.label
+    offer.check().run()
+    next(b for b in at.button if b.key == "batch_score").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert len(calls) == 1 and calls[0]["csv"] == csv.read_bytes()
+    assert calls[0]["columns"] == {"text_column": "text", "image_column": "image", "label_column": "label",
+                                   "id_column": "id"}
+    assert len(at.session_state["batch"]["result"].frame) == 3
