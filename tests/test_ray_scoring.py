@@ -55,7 +55,9 @@ def mixed_table(tmp_path_factory):
         {"id": "", "text": "no id here", "image": frame["image"][0], "label": "neutral"},
         {"id": frame["id"][1], "text": "same id again", "image": frame["image"][2], "label": "negative"},
     ])
-    table = pd.concat([frame, extra], ignore_index=True).assign(note=lambda f: [f"n{i}" for i in range(len(f))])
+    table = pd.concat([frame, extra], ignore_index=True).assign(
+        note=lambda f: [f"n{i}" for i in range(len(f))],
+        created_at=lambda f: [f"2026-12-{i + 1:02d}" for i in range(len(f))])  # text, never parsed as a date
     table.to_csv(csv, index=False)
     return {"csv": csv, "images": folder / "images"}
 

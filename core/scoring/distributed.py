@@ -40,8 +40,9 @@ import pandas as pd
 
 from core.scoring.batch import empty_result
 
-PARTITION_ROWS = 256   # a multiple of the local chunk (64), so chunks and image batches match local scoring; small
-# enough that no actor waits long for another at the end of a run, big enough for few files per million rows
+# A multiple of the local chunk (64), so chunks and image batches match local scoring; small enough that no
+# actor waits long for another at the end of a run (for millions of rows, a bigger size means fewer files).
+PARTITION_ROWS = 256
 LOCAL_CHUNK = 64       # core.scoring.batch.score_rows' chunk size
 MANIFEST = "_manifest.json"
 FORMATS = ("parquet", "csv")
@@ -97,7 +98,6 @@ class RayRunResult:
     seconds: float = 0.0
     startup_s: float = 0.0                             # until Ray was up (0 when it already was)
     first_partition_s: float | None = None             # until the first partition came back (actors loaded)
-
     scored_rows: int = 0                               # rows in the partitions this run scored
 
 
@@ -115,7 +115,14 @@ def read_pairs_table(path: str | Path) -> pd.DataFrame:
         frame = pd.read_parquet(path)
     except (OSError, ValueError) as error:
         raise TableError(f"cannot read {path.name} as Parquet: {error}") from None
-    return frame.astype(object).apply(lambda col: col.map(lambda v: "" if v is None or (pd.api.types.is_scalar(v) and pd.isna(v)) else str(v)))
+    return frame.astype(object).apply(lambda column: column.map(_cell_text))
+
+
+def _cell_text(value) -> str:
+    """A Parquet cell as ``read_table`` gives a CSV cell: text, "" where blank."""
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
+        return ""
+    return str(value)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -242,7 +249,7 @@ class _CheckPartition:
         from core.io.images import decode_image, read_image_bytes
         from core.io.tables import prepare_pairs
 
-        frame = pd.read_json(io.StringIO(records), orient="split", dtype=False)
+        frame = _records_frame(records)
         rows = prepare_pairs(frame, **self.columns, first_row=first, id_counts=self.id_counts,
                              images_root=None if self.images_root is None else Path(self.images_root))
         out = []
@@ -304,9 +311,16 @@ class PartitionScorer:
         self.predictor.store = FeatureStore(None)
         scored = pd.concat([score_chunk(rows[s:s + LOCAL_CHUNK], self.predictor)
                             for s in range(0, len(rows), LOCAL_CHUNK)], ignore_index=True)
-        inputs = pd.read_json(io.StringIO(records), orient="split", dtype=False)
+        inputs = _records_frame(records)
         local = with_input_columns(scored.assign(row=scored["row"] - first), inputs)
         return local.assign(row=scored["row"].to_numpy())
+
+
+def _records_frame(records: str) -> pd.DataFrame:
+    """A partition's input cells back from JSON exactly as read: every cell text (no number or date guessing,
+    so "007" and a column named created_at stay as they were)."""
+    return pd.read_json(io.StringIO(records), orient="split", dtype=False, convert_dates=False,
+                        keep_default_dates=False)
 
 
 def _to_bytes(frame: pd.DataFrame, fmt: str) -> bytes:
