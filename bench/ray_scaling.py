@@ -13,11 +13,12 @@ loading, starting a local Ray, its actors loading the model):
 Every run gets a fresh ``MMSA_HOME`` holding only what a machine keeps after its first use (the exported
 ONNX graphs and the int8 check, made once before the timing and printed), so no run reads features
 another run stored; the pictures are read once before the timing, so every run finds them in the page
-cache and the order of the runs does not matter. Printed: seconds, pairs/s and the ratio to the local engine per run; Ray's start-up
-and the time to its first finished partition; the steady per-worker rate (pairs after the first
-partition over the time they took); the largest probability difference between each Ray output and
-the local one; the arithmetic for N nodes; the machine block (core.machine). ``--json`` prints the
-figures as one JSON line, last.
+cache and the order of the runs does not matter. Printed: seconds, pairs/s and the ratio to the local
+engine per run; Ray's start-up and the time to its first finished partition; the steady per-worker rate
+(pairs after the first partition over the time they took); the largest probability difference between
+each Ray output and the local one; the arithmetic for N nodes; the machine block (core.machine) and the
+load average (other work on a shared machine slows every run). ``--json`` prints the figures as one JSON
+line, last.
 """
 from __future__ import annotations
 
@@ -136,8 +137,8 @@ def main() -> int:
     table = make_table(data, args.n, scratch)
     template = scratch / "home-template"
     template.mkdir()
-    print(f"first use on this machine (ONNX graphs, int8 check; not counted): {warm_home(template, table, images):.1f}s",
-          flush=True)
+    warm_s = warm_home(template, table, images)
+    print(f"first use on this machine (ONNX graphs, int8 check; not counted): {warm_s:.1f}s", flush=True)
 
     print(f"pictures read once into the page cache: {read_pictures_once(table, images) / 2**20:.0f} MB", flush=True)
     common = ["score", "--csv", str(table), "--images", str(images)]
@@ -172,12 +173,12 @@ def main() -> int:
           + ", ".join(f"ray-{r['workers']} {r['ratio_to_local']:.2f}×" for r in runs[1:]))
     widest = max(runs[1:], key=lambda r: r["workers"])
     if widest.get("steady_pairs_per_s"):
-        per_worker = widest["steady_pairs_per_s"] / widest["workers"]
-        print(f"N nodes of this size ({widest['workers']} workers each): ≈ N × {widest['steady_pairs_per_s']:.1f} "
-              f"pairs/s after ≈ {widest['first_partition_s']:.0f}s of start-up ({per_worker:.1f} pairs/s a worker); "
-              f"1,000,000 pairs: " + ", ".join(
-                  f"{n} node{'s' if n > 1 else ''} ≈ {(widest['first_partition_s'] + 1e6 / (n * widest['steady_pairs_per_s'])) / 60:.0f} min"
-                  for n in (1, 4, 16)))
+        rate, startup = widest["steady_pairs_per_s"], widest["first_partition_s"]
+        million = ", ".join(f"{n} node{'s' if n > 1 else ''} ≈ {(startup + 1e6 / (n * rate)) / 60:.0f} min"
+                            for n in (1, 4, 16))
+        print(f"N nodes of this size ({widest['workers']} workers each): ≈ N × {rate:.1f} pairs/s after ≈ "
+              f"{startup:.0f}s of start-up ({rate / widest['workers']:.1f} pairs/s a worker); 1,000,000 pairs: "
+              f"{million}")
     block = machine_block()
     load = [round(x, 1) for x in os.getloadavg()]
     print(f"measured on: {describe_machine(block)}; load average at the end {load[0]} / {load[1]} / {load[2]} "
