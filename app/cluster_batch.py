@@ -1,6 +1,6 @@
 """The batch page's table scored on a Ray cluster, returned as the local engine's BatchResult.
 
-The page offers it when ``MMSA_RAY_ADDRESS`` names a cluster (``ray://head:10001``, ``auto`` for the
+The page offers it when ``MMSA_RAY_ADDRESS`` names a cluster (``HEAD_IP:6379``, ``auto`` for the
 cluster this server belongs to, or ``local`` to start a Ray on this server). The run writes partition
 files into a folder of the browser tab, keyed by the table, the columns, the images folder and the head:
 scoring the same table again on the cluster after a stop scores only the missing partitions. The

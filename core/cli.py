@@ -343,7 +343,7 @@ def _add_ray_arguments(parser: argparse.ArgumentParser) -> None:
                      help="local: this process (default); ray: a Ray cluster, every worker reading the images at "
                           "the same path")
     ray.add_argument("--address", default=None,
-                     help="Ray cluster address, e.g. ray://head:10001 or auto (default: RAY_ADDRESS, else a local Ray)")
+                     help="Ray cluster address: auto or HEAD_IP:6379 (default: RAY_ADDRESS, else a local Ray)")
     ray.add_argument("--workers", type=int, default=1, help="scoring actors, each loading the model once")
     ray.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs (and threads) each actor holds")
     ray.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs each actor holds")
