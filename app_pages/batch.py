@@ -28,6 +28,7 @@ from app.batch_report import (
     wrong_rows,
 )
 from app.batch_runs import SavedRun, run_key
+from app.cluster_batch import cluster_address, score_on_cluster
 from app.uploads import count_images, extract_images_zip, save_uploaded_files, server_folder
 from app_pages.common import corrections, current_actor, duration, glossary, page_start, pct, session_dir, viewer_reason
 from core import config
@@ -144,6 +145,9 @@ def pick(value: str) -> str | None:
     return None if value == NONE else value
 
 
+on_cluster = bool(cluster_address()) and st.checkbox(
+    f"Run on the Ray cluster ({cluster_address()})", key="batch_on_cluster",
+    help="Every worker of the cluster must read the images at the same path as this server (a shared folder).")
 columns_chosen = {"text": pick(text_col), "image": pick(image_col), "label": pick(label_col), "id": pick(id_col)}
 images_chosen = state.get("batch_images_sig") if source.startswith("Upload") else images_root
 saved = SavedRun(run_key(table_signature, images_chosen, columns_chosen, version), len(table))
@@ -182,8 +186,13 @@ def _score(rows, start: int = 0, previous=None, seconds_before: float = 0.0) -> 
                      text=f"{p.done:,} / {p.total:,} rows · {p.errors:,} bad · "
                           + ("estimating the time left…" if p.eta_s is None else f"about {duration(p.eta_s)} left"))
 
-    result = score_rows(rows, predictor, start=start, previous=previous, on_progress=on_progress,
-                        on_chunk=saved.append)
+    if on_cluster and start == 0:
+        result = score_on_cluster(
+            csv_file.getvalue(), predictor, images_root=images_root, work_dir=session_dir("cluster"),
+            columns={f"{kind}_column": column for kind, column in columns_chosen.items()}, on_progress=on_progress)
+    else:
+        result = score_rows(rows, predictor, start=start, previous=previous, on_progress=on_progress,
+                            on_chunk=saved.append)
     seconds = seconds_before + time.perf_counter() - started
     bar.progress(result.completed / max(result.total, 1),
                  text=f"Done: {result.completed:,} / {result.total:,} rows in {duration(seconds)}")

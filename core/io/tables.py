@@ -177,6 +177,8 @@ def prepare_pairs(
     id_column: str | None = None,
     images_root: Path | None = None,
     require_label: bool = False,
+    first_row: int = 0,
+    id_counts: Counter | None = None,
 ) -> list[PairRow]:
     """Check every row and return one PairRow per row, in table order.
 
@@ -184,6 +186,10 @@ def prepare_pairs(
     `text_column` or `image_column` to score one modality only. `require_label=True` without
     a `label_column` uses "label". Image paths resolve under `images_root` (a row naming an
     image without an `images_root` is an error) and are only checked to exist.
+
+    A slice of a bigger table (a partition scored on a cluster) passes `first_row`, its first row's
+    position in the whole table, and `id_counts` (`row_ids` of the whole table, counted), so its rows
+    get the same numbers, ids and duplicate-id notes as the whole table would.
     """
     if require_label and label_column is None:
         label_column = "label"
@@ -191,9 +197,17 @@ def prepare_pairs(
     columns = _match_columns(frame, {role: name for role, name in wanted.items() if name is not None})
 
     rows = [_check_row(position, record, columns, images_root, require_label)
-            for position, record in enumerate(frame.to_dict("records"))]
-    _flag_duplicate_ids(rows)
+            for position, record in enumerate(frame.to_dict("records"), start=first_row)]
+    _flag_duplicate_ids(rows, id_counts)
     return rows
+
+
+def row_ids(frame: pd.DataFrame, id_column: str | None) -> list[str]:
+    """The id ``prepare_pairs`` gives each row of ``frame``: the id cell, else the row's position."""
+    if id_column is None:
+        return [str(position) for position in range(len(frame))]
+    column = _match_columns(frame, {"id": id_column})["id"]
+    return [_cell({column: value}, column) or str(position) for position, value in enumerate(frame[column])]
 
 
 def _match_columns(frame: pd.DataFrame, wanted: dict[str, str]) -> dict[str, str]:
@@ -279,8 +293,8 @@ def _checked_image_path(name: str, images_root: Path | None) -> tuple[Path | Non
     return path, None
 
 
-def _flag_duplicate_ids(rows: list[PairRow]) -> None:
-    counts = Counter(row.id for row in rows)
+def _flag_duplicate_ids(rows: list[PairRow], counts: Counter | None = None) -> None:
+    counts = counts if counts is not None else Counter(row.id for row in rows)
     for row in rows:
         if counts[row.id] > 1:
             row.warnings.append(f"duplicate id {row.id!r} (appears {counts[row.id]} times)")
