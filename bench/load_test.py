@@ -301,16 +301,15 @@ async def _open(context, url: str, heading: str):
 
 
 async def _upload(page, image: Path, tries: int = 3) -> None:
-    """Drop the picture on the explorer's uploader and wait until the page says it is in use. A file
-    dropped while the page reruns is now and then not taken (the uploader stays empty): drop it again,
-    as a user would."""
+    """Drop the picture on the explorer's uploader and wait until the page says it is in use; when it
+    does not within a minute, drop it again, as a user would."""
     from playwright.async_api import TimeoutError as PlaywrightTimeout
 
     in_use = page.get_by_text(f"Image in use: {image.name}")
     for attempt in range(tries):
         await page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(image))
         try:
-            await in_use.wait_for(timeout=ACTION_TIMEOUT_MS if attempt == tries - 1 else 20_000)
+            await in_use.wait_for(timeout=ACTION_TIMEOUT_MS if attempt == tries - 1 else 60_000)
             break
         except PlaywrightTimeout:
             if attempt == tries - 1:
@@ -326,11 +325,10 @@ async def explore_user(context, url: str, pairs: list[Pair], record: Record, use
     seen = []
     try:
         for pair in pairs:
-            text = page.get_by_label("Text", exact=True)
-            await text.fill(pair.text)
-            await text.press("Control+Enter")
-            await _settled(page)
+            # The picture first, on an idle page; then the text, which the click on Analyse sends
+            # (the text box loses focus), as when a user types and clicks.
             await _upload(page, pair.image)
+            await page.get_by_label("Text", exact=True).fill(pair.text)
             started = time.perf_counter()
             await page.get_by_role("button", name="Analyse").click()
             await page.wait_for_function(EXPLORE_DONE, timeout=ACTION_TIMEOUT_MS)
@@ -392,10 +390,19 @@ async def correction_user(context, url: str, csv_path: Path, images: list[Path],
         await expect(page.get_by_text(csv_path.name, exact=True)).to_be_visible()
         await expect(page.get_by_text(images[0].name, exact=True)).to_be_visible()
         await _settled(page)
-        started = time.perf_counter()
-        await page.get_by_role("button", name="Add these pairs to the correction set").click()
-        await expect(page.get_by_text("the correction set now holds")).to_be_visible()
-        await _settled(page)
+        # A click before every picture has finished uploading adds fewer pairs: click again (adding
+        # the same pair twice keeps one), as a user would.
+        full = page.get_by_role("tab", name=f"Your correction set ({len(images)})")
+        for attempt in range(3):
+            started = time.perf_counter()
+            await page.get_by_role("button", name="Add these pairs to the correction set").click()
+            await expect(page.get_by_text("the correction set now holds").or_(
+                page.get_by_text("These pairs cannot be used"))).to_be_visible()
+            await _settled(page)
+            if await full.count():
+                break
+            print(f"  correction: not every picture was uploaded yet (try {attempt + 1})", flush=True)
+        await expect(full).to_be_visible(timeout=5_000)
         record.time(action, time.perf_counter() - started)
 
         action = "correct: train"
