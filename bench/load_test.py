@@ -60,6 +60,7 @@ BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networkin
 SHIPPED_HEAD = ROOT / "assets" / "models" / "default"
 MVSA = Path(os.environ.get("MMSA_MVSA_DIR", ROOT.parent / "shared" / "data" / "mvsa_single"))
 EXPLORE_TARGET_S = 2.0
+SHOWN_PRECISION = 5e-4  # half of the 0.1 % the page shows
 CORRECTION_PAIRS = 8
 ACTION_TIMEOUT_MS = 300_000  # --timeout
 ERROR_SHOTS = Path(tempfile.gettempdir()) / "mmsa-load-errors"
@@ -513,6 +514,10 @@ def compare(solo: Record, other: Record, users: list[str]) -> dict:
             for tx, ty in zip(x["chart"], y["chart"]) for a, b in zip(tx["y"], ty["y"])]
     out = {"explore_equal": not differ, "explore_users_differing": differ,
            "explore_max_prob_diff": max(gaps, default=None),
+           # The page shows probabilities to 0.1 %: float32 noise from encoding in other batch
+           # sizes or thread interleavings stays far below that.
+           "explore_equal_as_shown": all(other.seen.get(u) is not None and len(other.seen[u]) == len(solo.seen.get(u, []))
+                                         for u in users if u.startswith("explore")) and max(gaps, default=0) < SHOWN_PRECISION,
            "explore_users_compared": sum(u.startswith("explore") for u in users)}
     if "batch" in solo.seen or "batch" in other.seen:
         a, b = solo.seen.get("batch"), other.seen.get("batch")
@@ -524,6 +529,7 @@ def compare(solo: Record, other: Record, users: list[str]) -> dict:
             out["batch_max_prob_diff"] = float(np.nanmax(np.abs(fa[probs].to_numpy() - fb[probs].to_numpy())))
     if "correction" in solo.seen or "correction" in other.seen:
         out["correction_equal"] = solo.seen.get("correction") == other.seen.get("correction")
+        out["correction_figures"] = {"alone": solo.seen.get("correction"), "at_once": other.seen.get("correction")}
     return out
 
 
@@ -604,7 +610,7 @@ def main(argv: list[str] | None = None) -> int:
         row = next((r for r in summary(result) if r["action"].startswith("explore")), None)
         same = compare(solo["record"], result["record"], [f"explore-{u}" for u in range(min(n, args.explore_users))])
         sweep_rows.append({"explore_users": n, **(row or {}), "peak_rss_mb": result["peak_rss_mb"],
-                           "explore_equal": same["explore_equal"]})
+                           "explore_equal": same["explore_equal"], "explore_equal_as_shown": same["explore_equal_as_shown"]})
         print(f"sweep: {n} explore users at once: p50 {_fmt(row and row['p50_s'])} s, p95 {_fmt(row and row['p95_s'])} s, "
               f"errors {row and row['errors']}, peak RSS {result['peak_rss_mb']:,.0f} MB", flush=True)
     served = max((r["explore_users"] for r in sweep_rows if r.get("p95_s") is not None
@@ -626,7 +632,7 @@ def main(argv: list[str] | None = None) -> int:
             "errors": errors, "pairs": workload.source, "load_average": {"before": load_before, "after": load_after},
             "machine": machine}, indent=2))
     total_errors = sum(len(e) for e in errors.values())
-    return 0 if total_errors == 0 and equality["explore_equal"] and equality.get("batch_csv_identical", True) else 1
+    return 0 if total_errors == 0 and equality["explore_equal_as_shown"] and equality.get("batch_csv_identical", True) else 1
 
 
 if __name__ == "__main__":
