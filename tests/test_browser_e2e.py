@@ -1,10 +1,16 @@
 """End-to-end in a real browser: headless Chromium (Playwright) against `streamlit run`.
 
-The test starts its own Streamlit server on a free localhost port (own MMSA_HOME, the fixture head
-from conftest as MMSA_HEAD_DIR, no MVSA so the correction page uses the bundled example pairs), walks
-every page, analyses one typed text + uploaded Pillow-drawn PNG on *Explore a pair*, checks the
-three-way probability chart, and takes a full-page screenshot of each page into tests/artifacts/
-(git-ignored) and /tmp/mmsa_screens/ for a person to look at.
+The tests start their own Streamlit server on a free localhost port (own MMSA_HOME, the shipped head
+or conftest's fixture head as MMSA_HEAD_DIR, no MVSA so the correction page uses the bundled example
+pairs) and walk the app as a user does, waiting on what the page shows (never on sleeps):
+- every page opens (a deep link first); *Explore a pair* analyses a typed text + an uploaded
+  Pillow-drawn PNG, then a built-in example pair, each with its three-way probability chart;
+- *Batch scoring* scores an uploaded CSV (with an extra `note` column) and its uploaded pictures, the
+  filters change "Showing N of M rows", both downloads hold the rows shown with every input column,
+  and the wrongly predicted pair goes to the correction set;
+- *Correct the model* trains on it once, saves a version, activates it and rolls back.
+A full-page screenshot of each step lands in tests/artifacts/ (git-ignored) and /tmp/mmsa_screens/
+for a person to look at.
 
 Skips with the reason when /usr/bin/chromium or Playwright is missing. See docs/architecture.md, "Testing in a
 real browser". Never run `playwright install` here.
@@ -20,9 +26,16 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tests.conftest import draw_image
+
+try:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import expect
+except ImportError:  # the fixtures skip the tests with the reason
+    expect = PlaywrightTimeout = None
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "streamlit_app.py"
@@ -36,6 +49,8 @@ SERVER_START_S = 60     # until /_stcore/health answers
 FIRST_LOAD_MS = 120_000  # the first page view loads the encoders and the head (slow on a busy box)
 STEP_MS = 60_000
 HEADS = ("Text only", "Image only", "Fused")
+LABELS = ("negative", "neutral", "positive")
+CORRECTION_EPOCHS = 8
 
 
 def _free_port() -> int:
@@ -110,6 +125,7 @@ def page(sync_playwright, server):
         context = browser.new_context(viewport={"width": 1400, "height": 900})
         tab = context.new_page()
         tab.set_default_timeout(STEP_MS)
+        expect.set_options(timeout=STEP_MS)
         try:
             yield tab
         finally:
@@ -176,6 +192,43 @@ def _go(page, label: str, title: str) -> None:
     _settle(page)
 
 
+def _choose(page, label: str, option: str) -> None:
+    """Pick ``option`` in the selectbox labelled ``label`` and wait for the rerun it starts."""
+    box = page.get_by_role("combobox", name=label, exact=True)
+    choice = page.get_by_role("option", name=option, exact=True)
+    for attempt in range(3):  # a rerun landing while the list is open closes it: open it again
+        box.click()
+        box.fill(option)  # the list only draws the options in view: typing brings this one up
+        try:
+            choice.click(timeout=10_000)
+            break
+        except PlaywrightTimeout:
+            if attempt == 2:
+                raise
+            box.press("Escape")
+    expect(box).to_have_value(option)
+    _settle(page)
+
+
+def _expect_three_way_chart(page) -> None:
+    """The result chart: one bar set per head (text only, image only, fused), three classes each."""
+    chart = page.locator(".js-plotly-plot").first
+    expect(chart).to_contain_text("Sentiment probabilities by modality")
+    _settle(page)
+    legend = [t.strip() for t in chart.locator(".legendtext").all_text_contents()]
+    assert legend == list(HEADS), legend
+    traces = chart.locator(".barlayer .trace")
+    expect(traces).to_have_count(3)
+    for i in range(3):
+        expect(traces.nth(i).locator(".point")).to_have_count(3)  # negative, neutral, positive
+
+
+def _expect_prediction(page) -> None:
+    prediction = page.locator('[data-testid="stMetric"]').first
+    expect(prediction).to_contain_text("Prediction")
+    assert prediction.locator('[data-testid="stMetricValue"]').inner_text().strip() in LABELS
+
+
 def test_every_page_in_a_real_browser(page, server, shots, tmp_path):
     started = time.monotonic()
 
@@ -211,20 +264,32 @@ def test_every_page_in_a_real_browser(page, server, shots, tmp_path):
     _settle(page)
     page.get_by_role("button", name="Analyse").click()
     page.get_by_role("heading", name="Result").wait_for()
-    chart = page.locator(".js-plotly-plot").first
-    chart.wait_for()
-    _settle(page)
-    legend = [t.strip() for t in chart.locator(".legendtext").all_text_contents()]
-    assert legend == list(HEADS), legend
-    traces = chart.locator(".barlayer .trace")
-    assert traces.count() == 3
-    for i in range(3):
-        assert traces.nth(i).locator(".point").count() == 3  # negative, neutral, positive
-    assert "Sentiment probabilities by modality" in chart.inner_text()
-    metrics = page.locator('[data-testid="stMetric"]')
-    assert metrics.first.inner_text().startswith("Prediction")
+    _expect_three_way_chart(page)
+    _expect_prediction(page)
     _assert_clean(page, server)
     _screenshot(page, shots, "2-explore")
+
+    # ----- Explore: a built-in example pair replaces the typed text and the upload -----
+    page.get_by_text("Try an example pair").click()
+    storm = "Flooded street again, our car is ruined. Awful."
+    for attempt in range(2):  # a click that overtakes the selectbox's own rerun uses the old choice
+        _choose(page, "Example", "storm — negative")
+        page.get_by_role("button", name="Use this example").click()
+        try:
+            expect(text).to_have_value(storm, timeout=15_000)
+            break
+        except AssertionError:
+            if attempt == 1:
+                raise
+            _settle(page)
+    expect(page.get_by_text("Image in use: storm.png (from the example)")).to_be_visible()
+    _settle(page)
+    page.get_by_role("button", name="Analyse").click()
+    expect(page.get_by_role("heading", name="Result")).to_be_visible()
+    _expect_three_way_chart(page)
+    _expect_prediction(page)
+    _assert_clean(page, server)
+    _screenshot(page, shots, "2b-explore-example")
 
     # ----- Batch scoring: opens on its CSV step -----
     _go(page, "Batch scoring", "Batch scoring")
@@ -240,3 +305,143 @@ def test_every_page_in_a_real_browser(page, server, shots, tmp_path):
     _screenshot(page, shots, "4-correct")
 
     print(f"browser walk took {time.monotonic() - started:.1f} s")
+
+
+# (id, text, picture's mood, label, note): the last pair is labelled against what it plainly shows,
+# so the model gets it wrong and it goes to the correction set.
+BATCH = [("sunny", "What a gorgeous sunny day, I love it", "positive", "positive", "beach"),
+         ("party", "Best party ever, so happy", "positive", "positive", "friends"),
+         ("storm", "Awful storm, everything is ruined, I hate this", "negative", "negative", "flood"),
+         ("rain", "Cold grey miserable rain again, I hate it", "negative", "negative", "commute"),
+         ("bus", "The bus timetable for route 12", "neutral", "neutral", "transport"),
+         ("picnic", "What a lovely sunny picnic, wonderful", "positive", "negative", "sarcasm?")]
+
+
+def _batch_files(folder: Path) -> tuple[Path, list[Path]]:
+    rows, images = [], []
+    for seed, (pair_id, text, mood, label, note) in enumerate(BATCH):
+        images.append(draw_image(folder / f"{pair_id}.png", mood, seed=seed, size=(120, 90)))
+        rows.append({"id": pair_id, "text": text, "image": f"{pair_id}.png", "label": label, "note": note})
+    csv = folder / "pairs.csv"
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    return csv, images
+
+
+def _download(page, button: str, folder: Path) -> pd.DataFrame:
+    with page.expect_download() as download:
+        page.get_by_role("button", name=button).click()
+    path = folder / download.value.suggested_filename
+    download.value.save_as(path)
+    return pd.read_csv(path)
+
+
+def _active_version(caption) -> str:
+    """The version named in the correction page's 'Starting from the active version X.' caption."""
+    return caption.inner_text().split("Starting from the active version ", 1)[1].split(".", 1)[0]
+
+
+def _showing(page, n: int, total: int) -> None:
+    expect(page.get_by_text(f"Showing {n:,} of {total:,} rows.")).to_be_visible()
+    _settle(page)
+
+
+def test_a_batch_scored_filtered_downloaded_then_corrected(page, server, shots, tmp_path):
+    started = time.monotonic()
+    csv, images = _batch_files(tmp_path)
+    total = len(BATCH)
+
+    # ----- Batch: a CSV (with an extra column) and its pictures as uploaded files -----
+    _go(page, "Batch scoring", "Batch scoring")
+    page.get_by_label("CSV file with one pair per row").locator("input[type=file]").set_input_files(str(csv))
+    expect(page.get_by_text(f"{total} rows · columns: id, text, image, label, note")).to_be_visible()
+    _settle(page)
+    page.get_by_text("Upload image files", exact=True).click()
+    page.get_by_label("Image files").locator("input[type=file]").set_input_files([str(p) for p in images])
+    expect(page.get_by_text(f"{total} image files found.")).to_be_visible()
+    _settle(page)
+    page.get_by_role("button", name="Score the table").click()
+    expect(page.get_by_text(f"Done: {total} / {total} rows")).to_be_visible()
+    _showing(page, total, total)
+    _assert_clean(page, server)
+    _screenshot(page, shots, "5-batch-scored")
+
+    # Every row, every input column: the CSV the user uploaded plus the model's answer.
+    everything = _download(page, "Download the scored CSV", tmp_path)
+    assert list(everything["id"]) == [row[0] for row in BATCH]
+    assert list(everything["note"]) == [row[4] for row in BATCH]
+    assert {"prediction", "confidence", "p_fused_positive", "label", "text", "image"} <= set(everything.columns)
+    assert set(everything["prediction"]) <= set(LABELS)
+
+    # ----- Batch: the filters narrow the table; the download of the rows shown follows them -----
+    not_positive = everything[everything["prediction"] != "positive"]
+    assert 0 < len(not_positive) < total, everything[["id", "prediction"]]
+    page.get_by_role("button", name="Remove positive").click()
+    _showing(page, len(not_positive), total)
+    # The confidence range's lower end up to 80 % (keyboard: sixteen steps of 5).
+    start = page.locator('input[type=range][aria-label="Confidence (%) — start"]')
+    start.focus()
+    for _ in range(16):
+        start.press("ArrowRight")
+    expect(page.locator('[data-testid="stSliderThumbValue"]').first).to_have_text("80")
+    confident = not_positive[not_positive["confidence"] >= 0.8]
+    _showing(page, len(confident), total)
+    _screenshot(page, shots, "6-batch-filtered")
+    if len(confident) < total:
+        shown = _download(page, f"Download the {len(confident):,} rows shown", tmp_path)
+        assert list(shown["id"]) == list(confident["id"])
+        assert list(shown["note"]) == list(confident["note"])
+        assert list(shown.columns) == list(everything.columns)
+    page.get_by_text("Only wrong predictions", exact=True).click()
+    _showing(page, int((confident["prediction"] != confident["label"]).sum()), total)
+
+    # ----- Batch → Correct: the wrongly predicted labelled pairs go to the correction set -----
+    wrong_all = everything[everything["prediction"] != everything["label"]]
+    assert len(wrong_all) >= 1, everything[["id", "prediction", "label"]]
+    page.get_by_role("button", name=f"Send {len(wrong_all)} wrongly predicted pairs to the correction set").click()
+    expect(page.get_by_text(f"the correction set now holds {len(wrong_all)}")).to_be_visible()
+    _settle(page)
+
+    # ----- Correct: train once on them -----
+    _go(page, "Correct the model", "Correct the model")
+    expect(page.get_by_role("tab", name=f"Your correction set ({len(wrong_all)})")).to_be_visible()
+    starting = page.get_by_text("Starting from the active version")
+    first_version = _active_version(starting)
+    # A few epochs are enough to see the run through (the default stops when the pair is right).
+    page.get_by_text("Settings", exact=True).click()
+    epochs = page.get_by_role("spinbutton", name="Max epochs")
+    epochs.fill(str(CORRECTION_EPOCHS))
+    epochs.press("Enter")
+    expect(epochs).to_have_value(str(CORRECTION_EPOCHS))
+    _settle(page)
+    page.get_by_role("button", name="Train correction").click()
+    expect(page.get_by_text("Done in")).to_contain_text("epochs", timeout=FIRST_LOAD_MS)
+    right = page.locator('[data-testid="stMetric"]').filter(has_text="Correction pairs right")
+    expect(right.locator('[data-testid="stMetricValue"]')).to_contain_text(f"/ {len(wrong_all)}")
+    _charts_laid_out(page)
+    _assert_clean(page, server)
+    _screenshot(page, shots, "7-correct-trained")
+
+    # ----- Correct: save (not active yet), activate, roll back -----
+    page.get_by_label("Note for this version").fill("sarcastic picnics are negative")
+    page.get_by_role("button", name="Save as a new version").click()
+    saved = page.get_by_text("Saved version")
+    expect(saved).to_contain_text("(not active: activate it below when ready)")
+    new_version = saved.inner_text().split("Saved version ", 1)[1].split(" ", 1)[0]
+    _settle(page)
+    expect(page.get_by_role("combobox", name="Version", exact=True)).to_have_value(new_version)
+    assert _active_version(starting) == first_version
+    page.get_by_role("button", name="Activate").click()
+    expect(page.get_by_text(f"Version {new_version} is now active for everyone.")).to_be_visible()
+    expect(starting).to_contain_text(f"Starting from the active version {new_version}.")
+    _settle(page)
+    expect(page.get_by_role("button", name="Activate")).to_be_disabled()
+    _screenshot(page, shots, "8-correct-activated")
+
+    page.get_by_role("button", name="Roll back").click()
+    expect(page.get_by_text(f"Rolled back: version {first_version} is active again.")).to_be_visible()
+    expect(starting).to_contain_text(f"Starting from the active version {first_version}.")
+    _settle(page)
+    _assert_clean(page, server)
+    _screenshot(page, shots, "9-correct-rolled-back")
+
+    print(f"batch and correction walk took {time.monotonic() - started:.1f} s")
