@@ -340,8 +340,10 @@ if len(chosen) < len(frame):
 wrong = wrong_rows(frame)
 if len(wrong):
     st.subheader("Teach the model")
-    st.caption(f"{len(wrong):,} labelled pair{'s' if len(wrong) != 1 else ''} were predicted wrongly.")
-    if st.button(f"Send {len(wrong):,} wrongly predicted pairs to the correction set", key="batch_send_wrong"):
+    pairs = f"{len(wrong):,} labelled pair" + ("s were" if len(wrong) != 1 else " was")
+    st.caption(f"{pairs} predicted wrongly.")
+    if st.button(f"Send the wrongly predicted pair{'s' if len(wrong) != 1 else ''} ({len(wrong):,}) to the correction set",
+                 key="batch_send_wrong"):
         by_row = {row.row: row for row in batch["rows"]}
         items, problems = items_from_rows([by_row[r] for r in wrong["row"]], "batch")
         added = sum(corrections().add(item) for item in items)

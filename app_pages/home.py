@@ -95,4 +95,4 @@ n_versions = len(eng.registry.versions())
 n_corrections = len(corrections())
 st.caption(f"{n_versions} head version{'s' if n_versions != 1 else ''} available · "
            f"your correction set holds {n_corrections} pair{'s' if n_corrections != 1 else ''} · "
-           "the model is loaded once per server process and shared by every session.")
+           "the model is loaded once per server process and shared by every browser tab.")

@@ -18,6 +18,7 @@ real browser". Never run `playwright install` here.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -397,7 +398,7 @@ def test_a_batch_scored_filtered_downloaded_then_corrected(page, server, shots, 
     # ----- Batch → Correct: the wrongly predicted labelled pairs go to the correction set -----
     wrong_all = everything[everything["prediction"] != everything["label"]]
     assert len(wrong_all) >= 1, everything[["id", "prediction", "label"]]
-    page.get_by_role("button", name=f"Send {len(wrong_all)} wrongly predicted pairs to the correction set").click()
+    page.get_by_role("button", name=re.compile(r"Send the wrongly predicted pairs? \(\d+\) to the correction set")).click()
     expect(page.get_by_text(f"the correction set now holds {len(wrong_all)}")).to_be_visible()
     _settle(page)
 
