@@ -52,7 +52,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.machine import machine_block
+from core.machine import machine_block  # noqa: E402 - after the path is set
 
 CHROMIUM = "/usr/bin/chromium"
 BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -112,7 +112,10 @@ def mvsa_workload(n_batch: int, users: int, per_user: int) -> Workload:
     warm-up pair: further train.csv rows, so no phase finds another's features cached."""
     dev, train = _mvsa_rows("dev.csv"), _mvsa_rows("train.csv")
     pool = dev + train
-    pair = lambda r: Pair(r["id"], r["text"], MVSA / "images" / r["image"], r["label"])
+
+    def pair(r):
+        return Pair(r["id"], r["text"], MVSA / "images" / r["image"], r["label"])
+
     batch = [pair(r) for r in pool[:n_batch]]
     rest = [pair(r) for r in pool[n_batch:]]
     explore = [rest[u * per_user:(u + 1) * per_user] for u in range(users)]

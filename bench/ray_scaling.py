@@ -37,8 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from core import config
-from core.machine import describe_machine, machine_block
+from core import config  # noqa: E402 - after the path is set
+from core.machine import describe_machine, machine_block  # noqa: E402
 
 RAY_LINE = re.compile(r"in ([\d.]+)s .*?([\d.]+)s to start Ray, first partition after ([\d.]+)s")
 

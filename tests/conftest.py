@@ -63,6 +63,24 @@ def make_pair_set(folder: Path, n_per_class: int = 6, seed: int = 0, name: str =
     return csv
 
 
+# Rows a scorer must mark as errors (or score text-only) without stopping; the picture broken.jpg is
+# written by ``with_bad_rows``.
+BAD_ROWS = [
+    {"id": "bad-image", "text": "nice", "image": "broken.jpg", "label": "positive"},
+    {"id": "escape", "text": "sneaky", "image": "../../etc/passwd", "label": "negative"},
+    {"id": "missing", "text": "where is it", "image": "nope.png", "label": "neutral"},
+    {"id": "text-only", "text": "I love it", "image": "", "label": "positive"},
+    {"id": "bad-label", "text": "hmm", "image": "", "label": "maybe"},
+]
+
+
+def with_bad_rows(csv: Path, *more: dict) -> pd.DataFrame:
+    """The pairs of ``csv`` (as strings) followed by BAD_ROWS and ``more``; writes the broken picture."""
+    (csv.parent / "images" / "broken.jpg").write_bytes(b"this is not a jpeg")
+    frame = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    return pd.concat([frame, pd.DataFrame([*BAD_ROWS, *more])], ignore_index=True)
+
+
 @pytest.fixture(scope="session")
 def encoders():
     from core.encoders import load_image_encoder, load_text_encoder

@@ -129,20 +129,26 @@ def test_server_folder_outside_the_data_root_is_refused(app_env, tmp_path):
     assert at.error and "outside the data folder" in at.error[0].value
 
 
-def test_a_run_that_breaks_midway_keeps_its_rows_and_resumes(app_env, tmp_path, monkeypatch):
+def second_chunk_fails_once(monkeypatch, error: Exception) -> list[int]:
+    """Scoring breaks with ``error`` in the second chunk, once; returns the sizes of the chunks scored."""
     import core.scoring.batch
 
-    csv = make_pair_set(tmp_path, n_per_class=30, seed=13)  # 90 rows: two chunks of 64
-    images = sorted((tmp_path / "images").iterdir())
     real_chunk, calls = core.scoring.batch.score_chunk, []
 
-    def breaks_once_on_the_second_chunk(rows, predictor):
+    def fails_once(rows, predictor):
         calls.append(len(rows))
         if len(calls) == 2:
-            raise MemoryError("the machine ran out of memory")
+            raise error
         return real_chunk(rows, predictor)
 
-    monkeypatch.setattr(core.scoring.batch, "score_chunk", breaks_once_on_the_second_chunk)
+    monkeypatch.setattr(core.scoring.batch, "score_chunk", fails_once)
+    return calls
+
+
+def test_a_run_that_breaks_midway_keeps_its_rows_and_resumes(app_env, tmp_path, monkeypatch):
+    csv = make_pair_set(tmp_path, n_per_class=30, seed=13)  # 90 rows: two chunks of 64
+    images = sorted((tmp_path / "images").iterdir())
+    calls = second_chunk_fails_once(monkeypatch, MemoryError("the machine ran out of memory"))
     at = open_page("batch")
     at.file_uploader(key="batch_csv").set_value(("pairs.csv", csv.read_bytes(), "text/csv")).run()
     at.radio(key="batch_image_source").set_value("Upload image files").run()
@@ -162,19 +168,9 @@ def test_a_stopped_run_is_found_again_after_a_server_restart_and_resumed(app_env
     """Every finished chunk is saved under the data folder: a run stopped by the Stop button, a crash or
     a restart is offered again to whoever opens the same table, images and columns, and resuming
     scores only the rows that were missing."""
-    import core.scoring.batch
-
     csv = make_pair_set(tmp_path, n_per_class=30, seed=14)  # 90 rows: two chunks of 64
     images = sorted((tmp_path / "images").iterdir())
-    real_chunk, calls = core.scoring.batch.score_chunk, []
-
-    def server_dies_in_the_second_chunk(rows, predictor):
-        calls.append(len(rows))
-        if len(calls) == 2:
-            raise SystemError("the server went down")
-        return real_chunk(rows, predictor)
-
-    monkeypatch.setattr(core.scoring.batch, "score_chunk", server_dies_in_the_second_chunk)
+    calls = second_chunk_fails_once(monkeypatch, SystemError("the server went down"))
     first_tab = open_page("batch")
     _upload_table_and_images(first_tab, csv, images)
     button(first_tab, "batch_score").click().run()

@@ -9,22 +9,13 @@ import pandas as pd
 import pytest
 
 from core import cli
-from tests.conftest import make_pair_set
+from tests.conftest import make_pair_set, with_bad_rows
 
 
 @pytest.fixture()
 def scoring_csv(tmp_path):
     csv = make_pair_set(tmp_path, n_per_class=3, seed=7)
-    frame = pd.read_csv(csv)
-    (tmp_path / "images" / "broken.jpg").write_bytes(b"this is not a jpeg")
-    extra = pd.DataFrame([
-        {"id": "bad-image", "text": "nice", "image": "broken.jpg", "label": "positive"},
-        {"id": "escape", "text": "sneaky", "image": "../../etc/passwd", "label": "negative"},
-        {"id": "missing", "text": "where is it", "image": "nope.png", "label": "neutral"},
-        {"id": "text-only", "text": "I love it", "image": "", "label": "positive"},
-        {"id": "bad-label", "text": "hmm", "image": "", "label": "maybe"},
-    ])
-    pd.concat([frame, extra]).to_csv(csv, index=False)
+    with_bad_rows(csv).to_csv(csv, index=False)
     return csv
 
 

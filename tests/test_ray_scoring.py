@@ -22,7 +22,7 @@ from core.scoring.distributed import (
     score_on_ray,
 )
 from core.scoring.output import with_input_columns
-from tests.conftest import make_pair_set
+from tests.conftest import make_pair_set, with_bad_rows
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,18 +44,11 @@ def mixed_table(tmp_path_factory):
     label, a text-only row, a blank id and a duplicated id."""
     folder = tmp_path_factory.mktemp("ray_pairs")
     csv = make_pair_set(folder, n_per_class=2, seed=11)
-    (folder / "images" / "broken.jpg").write_bytes(b"this is not a jpeg")
-    frame = pd.read_csv(csv, dtype=str, keep_default_na=False)
-    extra = pd.DataFrame([
-        {"id": "bad-image", "text": "nice", "image": "broken.jpg", "label": "positive"},
-        {"id": "escape", "text": "sneaky", "image": "../../etc/passwd", "label": "negative"},
-        {"id": "missing", "text": "where is it", "image": "nope.png", "label": "neutral"},
-        {"id": "text-only", "text": "I love it", "image": "", "label": "positive"},
-        {"id": "bad-label", "text": "hmm", "image": "", "label": "maybe"},
-        {"id": "", "text": "no id here", "image": frame["image"][0], "label": "neutral"},
-        {"id": frame["id"][1], "text": "same id again", "image": frame["image"][2], "label": "negative"},
-    ])
-    table = pd.concat([frame, extra], ignore_index=True).assign(
+    first = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    table = with_bad_rows(csv, {"id": "", "text": "no id here", "image": first["image"][0], "label": "neutral"},
+                          {"id": first["id"][1], "text": "same id again", "image": first["image"][2],
+                           "label": "negative"})
+    table = table.assign(
         note=lambda f: [f"n{i}" for i in range(len(f))],
         created_at=lambda f: [f"2026-12-{i + 1:02d}" for i in range(len(f))])  # text, never parsed as a date
     table.to_csv(csv, index=False)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from core import config
+from core.checks_cache import remembered_check
 
 REFERENCE_DIR = config.INT8_IMAGE_GRAPH_DIR / "reference"
 # The shipped graph gives median 0.98, min 0.96 on the reference photos, identically with and without
@@ -86,14 +86,6 @@ def _cache_key(encoder_id: str) -> str:
     return hashlib.sha256(identity.encode()).hexdigest()[:24]
 
 
-def _read_cache(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}  # missing or damaged: the check simply runs again
-
-
 def run_int8_check(encoder, pictures: list[Path] | None = None) -> Int8Check:
     """Compare ``encoder``'s int8 graph with its fp32 twin (``encoder.model``) on ``pictures`` (default:
     the shipped reference photos), decoded and preprocessed as the encoder does at inference.
@@ -118,24 +110,7 @@ def run_int8_check(encoder, pictures: list[Path] | None = None) -> Int8Check:
 def cached_int8_check(encoder) -> Int8Check:
     """The check for this graph on this CPU: from ``$MMSA_HOME/int8-check.json`` when it ran before,
     else run now and remember it (a cache that cannot be written only means the check runs again)."""
-    path = config.home_dir() / CACHE_NAME
-    key = _cache_key(encoder.id)
-    known = _read_cache(path).get(key)
-    if isinstance(known, dict):
-        try:
-            return Int8Check(**known)
-        except TypeError:
-            pass
-    result = run_int8_check(encoder)
-    cache = _read_cache(path)
-    cache[key] = result.as_dict()
-    tmp = path.with_name(f"{CACHE_NAME}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(cache, indent=1))
-        os.replace(tmp, path)
-    except OSError:  # a read-only or full disk: no half-written file is left behind
-        tmp.unlink(missing_ok=True)
-    return result
+    return remembered_check(CACHE_NAME, _cache_key(encoder.id), lambda: run_int8_check(encoder), Int8Check)
 
 
 def make_reference_pictures(out_dir: Path = REFERENCE_DIR) -> list[Path]:

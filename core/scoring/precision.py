@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 import numpy as np
 import torch
 
-from core import config
+from core.checks_cache import remembered_check
 from core.encoders.base import AUTOCAST_DTYPES
 from core.io.labels import HEAD_NAMES
 
@@ -171,35 +171,11 @@ def _cache_key(predictor, dtype_name: str) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def _read_cache(path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}  # missing or damaged: the check simply runs again
-
-
 def cached_precision_check(predictor, dtype_name: str) -> PrecisionCheck:
     """The check for this head, dtype and device: from ``$MMSA_HOME/precision-check.json`` when it ran
     before, else run now and remember it (a cache that cannot be written only means it runs again)."""
-    path = config.home_dir() / CACHE_NAME
-    key = _cache_key(predictor, dtype_name)
-    known = _read_cache(path).get(key)
-    if isinstance(known, dict):
-        try:
-            return PrecisionCheck(**known)
-        except TypeError:
-            pass
-    result = run_precision_check(predictor, dtype_name)
-    cache = _read_cache(path)
-    cache[key] = result.as_dict()
-    try:
-        tmp = path.with_name(f"{CACHE_NAME}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cache, indent=1))
-        os.replace(tmp, path)
-    except OSError:
-        pass
-    return result
+    return remembered_check(CACHE_NAME, _cache_key(predictor, dtype_name),
+                            lambda: run_precision_check(predictor, dtype_name), PrecisionCheck)
 
 
 def apply_precision(predictor, requested: str | None = None) -> tuple[PrecisionCheck | None, str | None]:
