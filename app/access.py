@@ -14,9 +14,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from core import config
 from core.access import Actor, BadPasswordHash, RateLimiter, Role, check_hash_format
 
-HASH_ENV, OPERATORS_ENV = "MMSA_OPERATOR_PASSWORD_HASH", "MMSA_OPERATORS"
+HASH_ENV, OPERATORS_ENV = config.OPERATOR_PASSWORD_HASH_ENV, config.OPERATORS_ENV
 SECRETS_SECTION = "access"
 
 # One limiter per server process: every tab of one client shares its wait.

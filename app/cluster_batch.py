@@ -12,20 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from core import config
 from core.scoring.batch import BatchResult, Progress, empty_result, result_columns
-
-RAY_ADDRESS_ENV = "MMSA_RAY_ADDRESS"
-WORKERS_ENV = "MMSA_RAY_WORKERS"  # scoring actors per run (default 1)
 
 
 def cluster_address() -> str | None:
     """The configured Ray address, or None when the page should not offer a cluster."""
-    return os.environ.get(RAY_ADDRESS_ENV, "").strip() or None
+    return config.ray_address()
 
 
 def score_on_cluster(csv_bytes: bytes, predictor, *, images_root: str | Path | None, columns: dict,
@@ -48,7 +45,7 @@ def score_on_cluster(csv_bytes: bytes, predictor, *, images_root: str | Path | N
         table_path.write_bytes(csv_bytes)
     out = folder / "scored"
     options = RayOptions(address=None if address == "local" else address,
-                         workers=max(1, int(os.environ.get(WORKERS_ENV, "1") or 1)))
+                         workers=config.ray_workers())
     pace = _Pace(on_progress)
     try:
         run = score_on_ray(table_path, out, tensors=tensors, card=card, images_root=images_root, options=options,

@@ -26,7 +26,7 @@ from core.io.labels import HEAD_NAMES
 from core.registry import CARD_FILE, HeadRegistry, RegistryError, open_registry
 from core.scoring.predict import Predictor, heads_from_card, load_encoders_for_card
 
-HEAD_DIR_ENV = "MMSA_HEAD_DIR"
+HEAD_DIR_ENV = config.HEAD_DIR_ENV
 
 
 class EngineUnavailable(RuntimeError):

@@ -5,7 +5,6 @@ core/; this file only decides what is cached per process and what is kept per se
 """
 from __future__ import annotations
 
-import os
 import secrets
 import tempfile
 from pathlib import Path
@@ -14,6 +13,7 @@ import streamlit as st
 
 from app import access, session
 from app.formatting import pct  # noqa: F401 - the pages format numbers through common
+from core import config
 from core.access import Actor, try_password
 from core.encoders import EncoderUnavailable
 from core.heads.correction_set import CorrectionSet
@@ -120,7 +120,7 @@ def access_settings() -> access.AccessSettings:
         secrets = st.secrets.to_dict()
     except FileNotFoundError:  # no secrets.toml at all (a laptop): nothing configured
         secrets = {}
-    return access.read_settings(secrets, os.environ)
+    return access.read_settings(secrets, config.access_environment())
 
 
 def _user() -> dict:

@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
+from core.errors import InputError
+
 
 class Role(str, Enum):
     VIEWER = "viewer"
@@ -81,17 +83,17 @@ SCRYPT_N, SCRYPT_R, SCRYPT_P = 2 ** 14, 8, 1  # ~50 ms and 16 MB a check: slow f
 _MAX_PASSWORD_BYTES = 1024
 
 
-class BadPasswordHash(ValueError):
+class BadPasswordHash(InputError):
     """The configured hash is not in the ``scrypt$n$r$p$salt$hash`` form (a pasted password, a typo)."""
 
 
 def hash_password(password: str, *, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int = SCRYPT_P) -> str:
     """``scrypt$n$r$p$salt$hash`` of ``password`` with a fresh random salt (what goes into the secrets)."""
     if not isinstance(password, str) or not password:
-        raise ValueError("the password is empty")
+        raise InputError("the password is empty")
     data = password.encode("utf-8")
     if len(data) > _MAX_PASSWORD_BYTES:
-        raise ValueError(f"the password is over {_MAX_PASSWORD_BYTES} bytes")
+        raise InputError(f"the password is over {_MAX_PASSWORD_BYTES} bytes")
     salt = secrets.token_bytes(16)
     digest = hashlib.scrypt(data, salt=salt, n=n, r=r, p=p, maxmem=256 * 1024 * 1024)
     return f"scrypt${n}${r}${p}${salt.hex()}${digest.hex()}"

@@ -1,12 +1,16 @@
-"""Where things live: the user's data directory, the shipped default head, the shared data sets.
+"""Where things live and how the program is set up: the one module that reads the environment.
 
-Everything can be moved with environment variables, so a test, a CLI run and the app can each use
-their own folders:
+Every ``MMSA_*`` variable is read here and nowhere else (the README's table lists them all), so a test,
+a CLI run and the app can each use their own folders and settings:
 - ``MMSA_HOME``       feature store, head registry, scoring history (default ``~/.cache/mmsa``)
 - ``MMSA_DATA_ROOT``  the only server folder the batch page may read images from (default: the
                       shared data folder beside the checkout, else the home folder)
 - ``MMSA_MVSA_DIR``   MVSA-Single (default ``../shared/data/mvsa_single`` beside the checkout)
 - ``MMSA_HEAD_DIR``   a head version folder that replaces the shipped default (app and CLI alike)
+- ``MMSA_DEVICE``, ``MMSA_PRECISION``           where and in which precision the encoders run
+- ``MMSA_ONNX``, ``MMSA_ORT_THREADS``           ONNX Runtime on or off; its threads per session
+- ``MMSA_OPERATOR_PASSWORD_HASH``, ``MMSA_OPERATORS``   who may change the model in the app
+- ``MMSA_RAY_ADDRESS``, ``MMSA_RAY_WORKERS``    the Ray cluster the batch page offers, and its actors
 """
 from __future__ import annotations
 
@@ -20,9 +24,29 @@ INT8_IMAGE_GRAPH_DIR = ASSETS / "models" / "efficientnet-lite0-int8"  # core.enc
 EXAMPLES_DIR = ASSETS / "examples"
 
 
+HOME_ENV = "MMSA_HOME"
+DATA_ROOT_ENV = "MMSA_DATA_ROOT"
+MVSA_DIR_ENV = "MMSA_MVSA_DIR"
+HEAD_DIR_ENV = "MMSA_HEAD_DIR"
+DEVICE_ENV = "MMSA_DEVICE"
+PRECISION_ENV = "MMSA_PRECISION"
+ONNX_ENV = "MMSA_ONNX"
+ORT_THREADS_ENV = "MMSA_ORT_THREADS"
+OPERATOR_PASSWORD_HASH_ENV = "MMSA_OPERATOR_PASSWORD_HASH"
+OPERATORS_ENV = "MMSA_OPERATORS"
+RAY_ADDRESS_ENV = "MMSA_RAY_ADDRESS"
+RAY_WORKERS_ENV = "MMSA_RAY_WORKERS"
+
+
+def _setting(name: str) -> str | None:
+    """An environment variable's value with surrounding blanks removed; None when unset or blank."""
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
 def default_head_dir() -> Path:
     """The registry's builtin head: the shipped default, unless MMSA_HEAD_DIR names another folder."""
-    configured = os.environ.get("MMSA_HEAD_DIR")
+    configured = _setting(HEAD_DIR_ENV)
     return Path(configured) if configured else DEFAULT_HEAD_DIR
 
 
@@ -32,7 +56,7 @@ class HomeUnavailable(OSError):
 
 def home_dir() -> Path:
     """The user's data folder (``MMSA_HOME``, default ``~/.cache/mmsa``), created if missing."""
-    home = Path(os.environ.get("MMSA_HOME") or Path.home() / ".cache" / "mmsa")
+    home = Path(_setting(HOME_ENV) or Path.home() / ".cache" / "mmsa")
     try:
         home.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -58,13 +82,13 @@ def shared_data_dir() -> Path:
 
 def mvsa_dir() -> Path:
     """MVSA-Single's folder (``MMSA_MVSA_DIR``, default under the shared data folder)."""
-    return Path(os.environ.get("MMSA_MVSA_DIR") or shared_data_dir() / "mvsa_single")
+    return Path(_setting(MVSA_DIR_ENV) or shared_data_dir() / "mvsa_single")
 
 
 def data_root() -> Path:
     """The only server folder the batch page may read images from (``MMSA_DATA_ROOT``, else the shared data folder
     if present, else the home folder)."""
-    configured = os.environ.get("MMSA_DATA_ROOT")
+    configured = _setting(DATA_ROOT_ENV)
     if configured:
         return Path(configured)
     return shared_data_dir() if shared_data_dir().is_dir() else home_dir()
@@ -76,3 +100,55 @@ def resolve_repo_path(path: str | None) -> Path | None:
         return None
     candidate = Path(path)
     return candidate if candidate.is_absolute() else REPO_ROOT / candidate
+
+
+def device_setting() -> str | None:
+    """``MMSA_DEVICE``: auto, cpu, cuda or cuda:N (None when unset; ``core.device`` decides)."""
+    return _setting(DEVICE_ENV)
+
+
+def precision_setting() -> str | None:
+    """``MMSA_PRECISION``: auto, fp32, fp16 or bf16 (None when unset; ``core.scoring.precision`` decides)."""
+    return _setting(PRECISION_ENV)
+
+
+def onnx_enabled() -> bool:
+    """ONNX Runtime serves the encoders unless ``MMSA_ONNX`` is 0 / false / no / off."""
+    return (_setting(ONNX_ENV) or "1").lower() not in ("0", "false", "no", "off")
+
+
+_ort_threads_in_process: int | None = None
+
+
+def set_ort_threads(threads: int | None) -> None:
+    """Give every ONNX Runtime session this process creates from now on ``threads`` threads (a Ray actor
+    holding a share of a node's CPUs); None returns to ``MMSA_ORT_THREADS`` or the default."""
+    global _ort_threads_in_process
+    _ort_threads_in_process = None if threads is None else max(1, int(threads))
+
+
+def ort_threads_setting() -> int | None:
+    """Threads per ONNX Runtime session asked for by this process or by ``MMSA_ORT_THREADS`` (a positive
+    integer); None leaves the choice to ``core.encoders.onnx``."""
+    if _ort_threads_in_process is not None:
+        return _ort_threads_in_process
+    value = _setting(ORT_THREADS_ENV) or ""
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
+def access_environment() -> dict[str, str]:
+    """The operator settings given in the environment (``MMSA_OPERATOR_PASSWORD_HASH``, ``MMSA_OPERATORS``),
+    for ``app.access.read_settings``; unset ones are left out."""
+    names = (OPERATOR_PASSWORD_HASH_ENV, OPERATORS_ENV)
+    return {name: value for name in names if (value := _setting(name)) is not None}
+
+
+def ray_address() -> str | None:
+    """``MMSA_RAY_ADDRESS``: the Ray cluster the batch page offers (auto, HEAD_IP:6379 or local); None: none."""
+    return _setting(RAY_ADDRESS_ENV)
+
+
+def ray_workers() -> int:
+    """``MMSA_RAY_WORKERS``: scoring actors per cluster run from the batch page (default 1)."""
+    value = _setting(RAY_WORKERS_ENV) or "1"
+    return max(1, int(value)) if value.isdigit() else 1

@@ -7,15 +7,16 @@ run that the user believes is on the GPU).
 """
 from __future__ import annotations
 
-import os
-
 import torch
 
-DEVICE_ENV = "MMSA_DEVICE"
+from core import config
+from core.errors import InputError
+
+DEVICE_ENV = config.DEVICE_ENV
 AUTO = "auto"
 
 
-class DeviceUnavailable(ValueError):
+class DeviceUnavailable(InputError):
     """The requested device does not exist on this machine or is not a device name we accept (a
     ValueError: bad input the user fixes, one clear line on the command line)."""
 
@@ -27,7 +28,7 @@ def choose_device(requested: str | torch.device | None = None) -> torch.device:
     if isinstance(requested, torch.device):
         name = str(requested)
     else:
-        name = (requested or os.environ.get(DEVICE_ENV) or AUTO).strip().lower()
+        name = (requested or config.device_setting() or AUTO).strip().lower()
     if name == AUTO:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

@@ -130,3 +130,23 @@ def test_score_refuses_an_unwritable_output_before_scoring_anything(scoring_csv,
         assert code == 2
         assert reason in capsys.readouterr().err
     assert not (tmp_path / "no").exists()
+
+
+def test_a_users_mistake_is_one_line_but_a_fault_of_the_program_keeps_its_traceback(
+        tmp_path, monkeypatch, capsys, caplog):
+    from core.cli import encoders as encoder_commands
+
+    missing = tmp_path / "nowhere.csv"
+    assert cli.main(["score", "--csv", str(missing), "--out", str(tmp_path / "out.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "error: file not found: nowhere.csv" in err and "Traceback" not in err
+
+    def broken(args):
+        raise ValueError("an internal inconsistency")  # a bug, not bad input: no InputError
+
+    monkeypatch.setattr(encoder_commands, "cmd_encoders", broken)
+    with caplog.at_level("ERROR", logger="core.cli"):
+        assert cli.main(["encoders"]) == 1
+    record = next(r for r in caplog.records if r.name == "core.cli")
+    assert "internal error in `encoders`" in record.getMessage()
+    assert record.exc_info and record.exc_info[0] is ValueError

@@ -40,7 +40,7 @@ _LOCK = threading.Lock()
 
 def onnx_enabled() -> bool:
     """ONNX Runtime is used unless ``MMSA_ONNX=0`` (or onnxruntime is missing)."""
-    if os.environ.get("MMSA_ONNX", "1").strip().lower() in ("0", "false", "no", "off"):
+    if not config.onnx_enabled():
         return False
     try:
         import onnxruntime  # noqa: F401
@@ -63,10 +63,7 @@ def session_threads() -> int:
     than with the full width (3.53 vs 3.71 s for 256 pairs, within noise), while a one-thread session
     halves the speed whenever only one modality has work (``predict_pair``, re-scoring known images
     with new texts). ``MMSA_ORT_THREADS`` overrides it."""
-    override = os.environ.get("MMSA_ORT_THREADS", "").strip()
-    if override.isdigit() and int(override) > 0:
-        return int(override)
-    return cpu_threads()
+    return config.ort_threads_setting() or cpu_threads()
 
 
 def cache_folder(encoder_id: str, kind: str) -> Path:

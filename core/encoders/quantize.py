@@ -32,6 +32,8 @@ from typing import Sequence
 
 import numpy as np
 
+from core.errors import InputError
+
 CALIBRATION_BATCH = 32
 # The shipped graph's settings (names as in ``onnxruntime.quantization``); ``bench/int8_parity.py``
 # builds the alternatives from the same calibration pictures to compare them.
@@ -69,7 +71,7 @@ def build_int8_image_graph(image_files: Sequence[Path], out_dir: Path, *, source
     from core.encoders.onnx import image_runner
 
     if not image_files:
-        raise ValueError("no calibration pictures: give the images of a labelled CSV (e.g. MVSA train)")
+        raise InputError("no calibration pictures: give the images of a labelled CSV (e.g. MVSA train)")
     fp32 = EfficientNetLite0Encoder()
     runner = image_runner(fp32)
     if runner is None:

@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from core.errors import InputError
 from core.features.sets import FeatureSet
 from core.features.store import text_features
 from core.heads.calibration import apply_temperature
@@ -38,9 +39,9 @@ class CorrectionItem:
     def __post_init__(self):
         self.label = normalise_label(self.label)
         if not self.text or not self.text.strip():
-            raise ValueError("a correction pair needs a text")
+            raise InputError("a correction pair needs a text")
         if not self.image:
-            raise ValueError("a correction pair needs an image")
+            raise InputError("a correction pair needs an image")
         if not self.id:
             self.id = self.key[:10]
 

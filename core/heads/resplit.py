@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from core import config
+from core.errors import InputError
 from core.features.store import FeatureStore
 from core.heads.training import MIN_TRAIN_PAIRS, TrainConfig
 from core.io.labels import HEAD_NAMES, LABELS
@@ -51,7 +52,7 @@ def split_sizes(n_pool: int, sizes: Sequence[int] = REFERENCE_SIZES) -> tuple[in
     Raises ValueError when the pool is too small for a trainable train part and held-out parts of at
     least ``MIN_HELD_OUT`` pairs each."""
     if len(sizes) != 3 or any(int(s) <= 0 for s in sizes):
-        raise ValueError(f"sizes must be three positive counts (train, dev, test); got {tuple(sizes)}")
+        raise InputError(f"sizes must be three positive counts (train, dev, test); got {tuple(sizes)}")
     total = sum(int(s) for s in sizes)
     if n_pool == total:
         n_train, n_dev, n_test = (int(s) for s in sizes)
@@ -60,7 +61,7 @@ def split_sizes(n_pool: int, sizes: Sequence[int] = REFERENCE_SIZES) -> tuple[in
         n_test = int(round(n_pool * int(sizes[2]) / total))
         n_train = n_pool - n_dev - n_test
     if n_dev < MIN_HELD_OUT or n_test < MIN_HELD_OUT or n_train < MIN_TRAIN_PAIRS:
-        raise ValueError(
+        raise InputError(
             f"a pool of {n_pool} usable labelled pairs is too small to re-split in the proportions "
             f"{'/'.join(str(int(s)) for s in sizes)}: that gives {n_train} train / {n_dev} dev / {n_test} "
             f"test; at least {MIN_TRAIN_PAIRS} train and {MIN_HELD_OUT} each for dev and test are needed")
@@ -98,7 +99,7 @@ def pool_pairs(csv_paths: Sequence[Path], images_dir: Path, text_encoder, image_
             frames.append(frame)
             labels.append(data.features.labels)
     if not frames:
-        raise ValueError(f"no usable labelled pairs in {', '.join(Path(p).name for p in csv_paths)} "
+        raise InputError(f"no usable labelled pairs in {', '.join(Path(p).name for p in csv_paths)} "
                          f"({n_rows} rows read); training needs rows with a text, an image and a label"
                          + (f"; first problem: {unusable[0]}" if unusable else ""))
     frame = pd.concat(frames, ignore_index=True).fillna("")
@@ -146,16 +147,16 @@ def resplit_accuracy(csv_paths: Sequence[str | Path], images_dir: str | Path, ou
     images_dir, out_dir = Path(images_dir), Path(out_dir)
     seeds = [int(s) for s in seeds]
     if not seeds:
-        raise ValueError("give at least one seed")
+        raise InputError("give at least one seed")
     if len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds repeat ({' '.join(map(str, seeds))}): each seed is one split and one folder")
+        raise InputError(f"seeds repeat ({' '.join(map(str, seeds))}): each seed is one split and one folder")
     if not csv_paths:
-        raise ValueError("give at least one labelled CSV to pool")
+        raise InputError("give at least one labelled CSV to pool")
     for path in csv_paths:
         if not path.is_file():
-            raise ValueError(f"CSV not found: {path}")
+            raise InputError(f"CSV not found: {path}")
     if not images_dir.is_dir():
-        raise ValueError(f"image folder not found: {images_dir}")
+        raise InputError(f"image folder not found: {images_dir}")
     split_sizes(1 << 30, sizes)  # checks the sizes themselves before any encoding
     train_config = train_config or TrainConfig()
     finetune_config = None if frozen else (finetune_config or FinetuneConfig())

@@ -17,13 +17,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.errors import InputError
 from core.features.sets import FeatureSet
 from core.heads.model import HeadConfig, HeadShape, LateFusionHeads, member_logits
 from core.io.labels import HEAD_NAMES, LABELS
 from core.scoring.metrics import weighted_f1
 
 
-class TrainingRefused(ValueError):
+class TrainingRefused(InputError):
     """The data cannot train a useful head (one class, too few pairs, no features)."""
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from core.errors import InputError
+
 # File types the upload widgets offer and an uploaded folder keeps (any other file is skipped).
 IMAGE_TYPES = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff")
 MAX_IMAGE_BYTES = 20 * 2**20
@@ -29,7 +31,7 @@ _SIDEWAYS_ORIENTATIONS = {5, 6, 7, 8}
 _EXIF_ORIENTATION_TAG = 0x0112
 
 
-class ImageError(ValueError):
+class ImageError(InputError):
     """An image file that cannot be used; the message says why in words a user understands."""
 
 

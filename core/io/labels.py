@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+from core.errors import InputError
+
 LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
 LABEL_TO_INDEX = {name: i for i, name in enumerate(LABELS)}
 
@@ -16,7 +18,7 @@ _ALIASES = {
 ACCEPTED_SPELLINGS: tuple[str, ...] = tuple(sorted(_ALIASES))
 
 
-class LabelError(ValueError):
+class LabelError(InputError):
     """A label that is none of the accepted spellings."""
 
 

@@ -13,13 +13,15 @@ import zipfile
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import BinaryIO
 
+from core.errors import InputError
+
 _COPY_CHUNK = 1 << 20
 # Finder adds these to every zip it makes; they are metadata, not user files.
 _MAC_JUNK_PREFIX = "__MACOSX/"
 _MAC_JUNK_NAMES = {".DS_Store"}
 
 
-class UnsafePathError(ValueError):
+class UnsafePathError(InputError):
     """A path or archive we refuse to touch; the message says which name and why."""
 
 

@@ -20,6 +20,7 @@ from typing import BinaryIO
 import charset_normalizer
 import pandas as pd
 
+from core.errors import InputError
 from core.io.labels import LabelError, normalise_label
 from core.io.paths import UnsafePathError, resolve_inside
 
@@ -37,7 +38,7 @@ _ENCODING_NAMES = {"utf-8": "UTF-8", "utf-8-sig": "UTF-8 with BOM", "utf-16": "U
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-class TableError(ValueError):
+class TableError(InputError):
     """A CSV that cannot be used as a whole; the message says what to fix."""
 
 

@@ -10,6 +10,7 @@ import re
 import torch
 from safetensors.torch import load as load_safetensors_bytes
 
+from core.errors import InputError
 from core.io.labels import LABELS
 
 WEIGHTS_FILE = "weights.safetensors"
@@ -23,7 +24,7 @@ MAX_ZIP_BYTES = MAX_WEIGHTS_BYTES + MAX_CARD_BYTES + 64 * 1024
 _VERSION_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 
 
-class RegistryError(ValueError):
+class RegistryError(InputError):
     """Anything wrong with a head version: bad id, missing or corrupt files, incompatible upload."""
 
 

@@ -38,6 +38,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from core import config
+from core.errors import InputError
 from core.scoring.batch import empty_result
 
 # A multiple of the local chunk (64), so chunks and image batches match local scoring; small enough that no
@@ -59,7 +61,7 @@ class RayRunFailed(RuntimeError):
     """A distributed run stopped on an error in a worker; the partitions written before it are kept."""
 
 
-class OutputMismatch(ValueError):
+class OutputMismatch(InputError):
     """The output folder holds a run of another table, head or partition size."""
 
 
@@ -273,7 +275,7 @@ class PartitionScorer:
     def __init__(self, head_bytes: bytes, card: dict, threads: int, images_root: str | None, fmt: str):
         threads = max(1, int(threads))
         # Each actor runs its torch and ONNX Runtime work on the CPUs Ray gave it, not on every core.
-        os.environ["MMSA_ORT_THREADS"] = str(threads)
+        config.set_ort_threads(threads)
         import torch
         from safetensors.torch import load as load_tensors
 
@@ -378,9 +380,9 @@ def score_on_ray(table_path: str | Path, out_dir: str | Path, *, tensors: dict, 
 
     options = options or RayOptions()
     if options.format not in FORMATS:
-        raise ValueError(f"output format {options.format!r}: choose one of {', '.join(FORMATS)}")
+        raise InputError(f"output format {options.format!r}: choose one of {', '.join(FORMATS)}")
     if options.partition_rows < 1 or options.workers < 1:
-        raise ValueError("partition rows and workers must be at least 1")
+        raise InputError("partition rows and workers must be at least 1")
     require_ray()
     started = time.perf_counter()
     table_path, out_dir = Path(table_path), Path(out_dir)

@@ -37,6 +37,7 @@ import torch
 from PIL import Image
 
 from core.encoders import EfficientNetLite0Encoder, EfficientNetLite0Int8Encoder, center_crop_box
+from core.errors import InputError
 from core.heads.calibration import apply_temperature
 from core.io.labels import LABELS
 
@@ -267,7 +268,7 @@ def explain_pair(predictor, text: str | None, image: bytes | Image.Image | None)
     words = text.split()
     pil = _as_pil(image, predictor.image_encoder) if image is not None else None
     if not words and pil is None:
-        raise ValueError("nothing to explain: give a text, an image or both")
+        raise InputError("nothing to explain: give a text, an image or both")
 
     notes: list[str] = []
     method: list[str] = []

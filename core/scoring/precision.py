@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import warnings
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -32,11 +31,13 @@ from datetime import UTC, datetime
 import numpy as np
 import torch
 
+from core import config
 from core.checks_cache import remembered_check
 from core.encoders.base import AUTOCAST_DTYPES
+from core.errors import InputError
 from core.io.labels import HEAD_NAMES
 
-PRECISION_ENV = "MMSA_PRECISION"
+PRECISION_ENV = config.PRECISION_ENV
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 # Besides equal predictions, no calibrated probability may move by more than 3 points under autocast.
 # On the sample, bf16 on the CPU moves them by up to 1.35 points and fp16 by 0.13 (AMD EPYC, AVX-512,
@@ -88,9 +89,9 @@ class PrecisionCheck:
 def requested_precision(requested: str | None, device: torch.device) -> str:
     """'fp32', 'fp16' or 'bf16' from ``requested``, else ``$MMSA_PRECISION``, else 'auto' (fp16 on a GPU,
     fp32 on the CPU). ValueError for any other name."""
-    name = (requested or os.environ.get(PRECISION_ENV) or "auto").strip().lower()
+    name = (requested or config.precision_setting() or "auto").strip().lower()
     if name not in PRECISIONS:
-        raise ValueError(f"unknown precision '{name}' (argument or {PRECISION_ENV}): use one of {', '.join(PRECISIONS)}")
+        raise InputError(f"unknown precision '{name}' (argument or {PRECISION_ENV}): use one of {', '.join(PRECISIONS)}")
     if name == "auto":
         return "fp16" if device.type == "cuda" else "fp32"
     return name

@@ -20,6 +20,7 @@ from PIL import Image
 from core import config
 from core.device import choose_device
 from core.encoders import load_image_encoder, load_text_encoder
+from core.errors import InputError
 from core.features.store import FeatureStore, cached_features, content_key, text_features
 from core.heads.calibration import apply_temperature
 from core.heads.model import HeadConfig, HeadShape, LateFusionHeads
@@ -28,7 +29,7 @@ from core.scoring.conflict import CONFLICT_THRESHOLD, conflict_flags
 from core.scoring.precision import apply_precision
 
 
-class HeadMismatch(ValueError):
+class HeadMismatch(InputError):
     """A head version trained on other encoders than the ones loaded."""
 
 

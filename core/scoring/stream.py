@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from core.errors import InputError
 from core.io.tables import neutralise_formulas
 from core.scoring.batch import PROBABILITY_COLUMNS
 
@@ -26,7 +27,7 @@ BOM = "\ufeff"  # Excel on Windows reads the file as UTF-8 only with it (see to_
 FLOAT_COLUMNS = [*PROBABILITY_COLUMNS, "confidence"]
 
 
-class ResumeError(ValueError):
+class ResumeError(InputError):
     """The output cannot be continued or started as asked (another input, another scorer, nothing to resume)."""
 
 
