@@ -16,7 +16,6 @@ import pandas as pd
 
 from core.features.pipeline import encode_pairs
 from core.io.labels import HEAD_NAMES, LABELS
-from core.threads import one_torch_thread
 
 PROBABILITY_COLUMNS = [f"p_{head}_{label}" for head in HEAD_NAMES for label in LABELS]
 
@@ -106,8 +105,7 @@ def score_chunk(rows: Sequence, predictor) -> pd.DataFrame:
     """Score one chunk of pair rows with ``predictor``: a frame of probabilities, predictions, conflicts and status
     per row."""
     encoded = encode_pairs(rows, predictor.text_encoder, predictor.image_encoder, predictor.store)
-    with one_torch_thread():
-        probs = predictor.probabilities(encoded.text, encoded.image, encoded.has_text, encoded.has_image)
+    probs = predictor.probabilities(encoded.text, encoded.image, encoded.has_text, encoded.has_image)
     conflicts = predictor.conflicts(probs)
     return _chunk_frame(rows, encoded, probs, conflicts)
 

@@ -276,13 +276,13 @@ class PartitionScorer:
         threads = max(1, int(threads))
         # Each actor runs its torch and ONNX Runtime work on the CPUs Ray gave it, not on every core.
         config.set_ort_threads(threads)
-        import torch
         from safetensors.torch import load as load_tensors
 
         from core.features.store import FeatureStore
         from core.scoring.predict import Predictor
+        from core.threads import start_torch_threads
 
-        torch.set_num_threads(threads)
+        start_torch_threads(threads)  # this actor's process, once
         check_images_root(images_root)
         self.fmt = fmt
         self.predictor = Predictor.from_card(load_tensors(head_bytes), card, FeatureStore(None))
