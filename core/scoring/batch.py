@@ -16,6 +16,7 @@ import pandas as pd
 
 from core.features.pipeline import encode_pairs
 from core.io.labels import HEAD_NAMES, LABELS
+from core.scoring.answer import answering_heads
 
 PROBABILITY_COLUMNS = [f"p_{head}_{label}" for head in HEAD_NAMES for label in LABELS]
 
@@ -137,9 +138,7 @@ def _chunk_frame(rows: Sequence, encoded, probs: dict[str, np.ndarray], conflict
         for k, label in enumerate(LABELS):
             columns[f"p_{head}_{label}"] = _floats_or_none(rounded[:, k], ~failed & ~np.isnan(p[:, k]))
         predicted[head] = np.where(usable[head], labels[np.nan_to_num(p).argmax(axis=1)], None)
-    source = np.full(n, None, dtype=object)
-    for head in ("image", "text", "fused"):  # the last one written wins: fused, else text, else image
-        source[usable[head]] = head
+    source = answering_heads(usable)
     prediction = np.full(n, None, dtype=object)
     confidence = np.full(n, np.nan)
     for head in HEAD_NAMES:
