@@ -20,7 +20,6 @@ import pandas as pd
 
 from core import config
 from core.scoring.batch import empty_result
-from core.scoring.stream import FLOAT_COLUMNS
 
 RUNS_FOLDER = "batch-runs"
 KEEP_RUNS = 20  # older runs are removed when a new one starts
@@ -95,9 +94,6 @@ class SavedRun:
         if not self.folder.is_dir():
             self.folder.mkdir(parents=True, exist_ok=True)
             _prune(self.folder.parent)
-        frame = frame.copy()
-        for column in FLOAT_COLUMNS:  # one dtype whatever the chunk held, so chunks concatenate cleanly
-            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
         start, end = int(frame["row"].iloc[0]), int(frame["row"].iloc[-1]) + 1
         target = self.folder / f"rows-{start:09d}-{end:09d}.parquet"
         temporary = target.with_suffix(".tmp")

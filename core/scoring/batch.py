@@ -113,9 +113,10 @@ def score_chunk(rows: Sequence, predictor) -> pd.DataFrame:
 
 def _chunk_frame(rows: Sequence, encoded, probs: dict[str, np.ndarray], conflicts: np.ndarray) -> pd.DataFrame:
     """The result rows of one chunk, built column by column with numpy (a per-row dict of 20 fields
-    was most of a warm-store pass). Same values and dtypes as a frame built from one record per row:
-    a probability / confidence is None (NaN) where the row failed or the head has no input, a
-    prediction is None where it has no probabilities."""
+    was most of a warm-store pass). A probability / confidence is NaN where the row failed or the head
+    has no input, and its column is float64 whatever the chunk's rows were (so chunks concatenate,
+    save and write alike, with no coercion downstream); a prediction is None where it has no
+    probabilities."""
     n = len(rows)
     errors = list(encoded.errors)
     has_text, has_image = np.asarray(encoded.has_text, bool), np.asarray(encoded.has_image, bool)
@@ -136,7 +137,7 @@ def _chunk_frame(rows: Sequence, encoded, probs: dict[str, np.ndarray], conflict
         usable[head] = ~failed & ~np.isnan(p).any(axis=1)
         rounded = np.round(p, 6)
         for k, label in enumerate(LABELS):
-            columns[f"p_{head}_{label}"] = _floats_or_none(rounded[:, k], ~failed & ~np.isnan(p[:, k]))
+            columns[f"p_{head}_{label}"] = np.where(~failed & ~np.isnan(p[:, k]), rounded[:, k], np.nan)
         predicted[head] = np.where(usable[head], labels[np.nan_to_num(p).argmax(axis=1)], None)
     source = answering_heads(usable)
     prediction = np.full(n, None, dtype=object)
@@ -150,23 +151,13 @@ def _chunk_frame(rows: Sequence, encoded, probs: dict[str, np.ndarray], conflict
     columns.update({
         "text_prediction": predicted["text"].tolist(), "image_prediction": predicted["image"].tolist(),
         "prediction": prediction.tolist(),
-        "confidence": _floats_or_none(confidence, source != None),  # noqa: E711 - elementwise
+        "confidence": np.where(source != None, confidence, np.nan),  # noqa: E711 - elementwise
         "prediction_source": source.tolist(),
         "conflict": (~failed & has_text & has_image & np.asarray(conflicts, bool)).tolist(),
         "status": np.where(failed, "error", np.where(warned, "warning", "ok")).tolist(),
         "message": [errors[i] or "; ".join(encoded.warnings[i]) for i in range(n)],
     })
     return pd.DataFrame(columns, columns=result_columns())
-
-
-def _floats_or_none(values: np.ndarray, keep: np.ndarray):
-    """A float column with NaN where not ``keep``; all-missing gives a column of None, as a frame
-    built from records with None everywhere would (object dtype)."""
-    if keep.all():
-        return values.astype(np.float64)
-    if not keep.any():
-        return pd.Series([None] * len(values), dtype=object)
-    return np.where(keep, values, np.nan)
 
 
 def result_columns() -> list[str]:
