@@ -310,7 +310,7 @@ def test_a_novel_pasted_into_a_cell_is_cut_and_the_row_says_so(encoders):
     assert out["message"][0] == ""
     token_note = f"text longer than {TEXT_MAX_TOKENS} tokens: only the start was read"
     assert all(token_note in m for m in out["message"][1:])
-    assert f"text is 6,799 characters; kept the first {MAX_TEXT_CHARS:,}" in out["message"][2]
+    assert f"text is 6,799 characters; the model read the first {MAX_TEXT_CHARS:,}" in out["message"][2]
     assert "characters" not in out["message"][3]  # under the character cap: only the token note
     assert out["p_text_positive"].notna().all() and out["prediction"].notna().all()
-    assert len(out["text"][2]) == MAX_TEXT_CHARS
+    assert out["text"][2] == frame["text"][2]  # the scored table keeps the whole text

@@ -124,10 +124,13 @@ def _chunk_frame(rows: Sequence, encoded, probs: dict[str, np.ndarray], conflict
         if errors[i] is None:
             errors[i] = "neither text nor image to score"
     failed = np.array([e is not None for e in errors], dtype=bool)
+    # The text and image cells come back exactly as the user's table held them (the model may have read
+    # less of a long text: its message says so); a row built in code shows what the model read.
     columns: dict[str, object] = {
-        "row": [row.row for row in rows], "id": [row.id for row in rows], "text": [row.text for row in rows],
-        "image": [None if row.image_path is None else str(getattr(row, "image_name", None) or row.image_path.name)
-                  for row in rows],
+        "row": [row.row for row in rows], "id": [row.id for row in rows],
+        "text": [row.text if row.text_cell is None else row.text_cell for row in rows],
+        "image": [row.image_cell if row.image_cell is not None else
+                  None if row.image_path is None else row.image_path.name for row in rows],
         "label": [row.label for row in rows],
     }
     labels = np.array(LABELS, dtype=object)

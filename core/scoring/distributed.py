@@ -264,7 +264,7 @@ class _CheckPartition:
                 except (OSError, ValueError) as exc:
                     row.error = str(exc)
             out.append({"row": row.row, "id": row.id, "text": row.text, "label": row.label, "error": row.error,
-                        "warnings": row.warnings,
+                        "warnings": row.warnings, "text_cell": row.text_cell, "image_cell": row.image_cell,
                         "image_path": None if row.image_path is None else str(row.image_path)})
         return out
 
@@ -307,7 +307,7 @@ class PartitionScorer:
         from core.scoring.output import with_input_columns
 
         rows = [PairRow(row=r["row"], id=r["id"], text=r["text"], label=r["label"], error=r["error"],
-                        warnings=list(r["warnings"]),
+                        warnings=list(r["warnings"]), text_cell=r["text_cell"], image_cell=r["image_cell"],
                         image_path=None if r["image_path"] is None else Path(r["image_path"])) for r in checked]
         # A fresh in-memory store per partition: repeats inside it are encoded once, memory stays flat.
         self.predictor.store = FeatureStore(None)
