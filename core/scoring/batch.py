@@ -1,12 +1,13 @@
 """Score a table of pairs in chunks, with a progress callback and a status for every row.
 
 A bad row never stops the batch: it gets ``status = error`` and its reason. If something breaks
-mid-run (the machine, a bug), the rows scored so far are kept in the result and ``failure`` says
-what happened; calling again with ``start=result.completed`` carries on, and the rows before it cost
+mid-run (the disk, an encoder, a bug), the rows scored so far are kept in the result and ``failure`` says
+what happened (a bug, a fault of this program, also logs its traceback); calling again with ``start=result.completed`` carries on, and the rows before it cost
 nothing since their features are in the store.
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
@@ -14,11 +15,14 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
+from core.errors import InputError
 from core.features.pipeline import encode_pairs
 from core.io.labels import HEAD_NAMES, LABELS
 from core.scoring.answer import answering_heads
 
 PROBABILITY_COLUMNS = [f"p_{head}_{label}" for head in HEAD_NAMES for label in LABELS]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -96,10 +100,24 @@ def score_rows(rows: Sequence, predictor, *, chunk_size: int = 64, start: int = 
             if should_stop and should_stop() and done < len(rows):
                 failure = f"stopped by the user at row {done}"
                 break
-    except Exception as exc:  # noqa: BLE001 - keep what was done, report, let the user resume
-        failure = f"stopped at row {done}: {type(exc).__name__}: {exc}"
+    except expected_failures() as exc:  # the input, the disk, an encoder: the message says it all
+        failure = f"stopped at row {done}: {exc}"
+    except Exception as exc:  # a fault of this program: its traceback goes to the log; the rows stay
+        log.exception("batch scoring stopped at row %d by an internal error; the %d rows before it are kept",
+                      done, done)
+        failure = (f"stopped at row {done} by an internal error ({type(exc).__name__}: {exc}); its details are "
+                   "in the server's log")
     frame = pd.concat(frames, ignore_index=True) if frames else empty_result()
     return BatchResult(frame, done, len(rows), failure)
+
+
+def expected_failures() -> tuple[type[BaseException], ...]:
+    """What may stop a batch run without being a fault of this program: bad input the user can fix
+    (``InputError``), the disk or the network (``OSError``), an encoder that cannot load
+    (``EncoderUnavailable``). Their message is the report; anything else also logs its traceback."""
+    from core.encoders import EncoderUnavailable
+
+    return InputError, OSError, EncoderUnavailable
 
 
 def score_chunk(rows: Sequence, predictor) -> pd.DataFrame:
