@@ -5,7 +5,7 @@ it around each call (one thread for the heads, then back) races between the sess
 session's "back" undoes another's "one", so a session's heads could run on a contended pool, or the
 whole server stay on one thread. So each entry point sets it once, before any work: the app when it loads its engine (``app/session.py``), the
 command line before it runs a command (``core/cli/main.py``), a Ray actor when it starts
-(``core/scoring/distributed.py``), the benchmarks at their start. Nothing else calls
+(``core/scoring/distributed_stages.py``), the benchmarks at their start. Nothing else calls
 ``torch.set_num_threads`` (a test checks that).
 
 Why one thread is the default: torch on the CPU here only runs the heads (a few small matmuls) and trains

@@ -19,7 +19,7 @@ from .conftest import HIDDEN, fake_predictor, synthetic_set
 
 REPO = Path(__file__).resolve().parents[1]
 # Where a process starts: the only modules that may set torch's threads, through core.threads.
-ENTRY_POINTS = {"app/session.py", "core/cli/main.py", "core/scoring/distributed.py"}
+ENTRY_POINTS = {"app/session.py", "core/cli/main.py", "core/scoring/distributed_stages.py"}
 
 
 def _calls(path: Path, name: str) -> list[int]:
