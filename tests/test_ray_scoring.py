@@ -176,6 +176,20 @@ def test_the_batch_page_says_when_the_cluster_cannot_read_the_images(mixed_table
     assert "not-shared" in result.failure and "readable by every Ray worker" in result.failure
 
 
+def test_csv_partitions_read_back_in_input_order(tmp_path):
+    """Partition files written as CSV read back as text; the rows still come in input order (row 10 after 9)."""
+    from core.features.store import FeatureStore
+    from core.io.tables import to_safe_csv_bytes
+    from tests.conftest import fake_predictor
+
+    rows = prepare_pairs(pd.DataFrame({"text": [f"post {k}" for k in range(12)]}), image_column=None)
+    scored = score_rows(rows, fake_predictor(store=FeatureStore(None))).frame
+    (tmp_path / MANIFEST).write_text('{"format": "csv", "partitions": 2}')
+    for k in range(2):
+        (tmp_path / f"part-{k:05d}.csv").write_bytes(to_safe_csv_bytes(scored.iloc[k * 6:(k + 1) * 6]))
+    assert read_scored(tmp_path)["row"].tolist() == [str(k) for k in range(12)]
+
+
 def test_a_parquet_table_is_read_cell_for_cell_like_its_csv(mixed_table, tmp_path):
     from core.scoring.distributed import read_pairs_table
 

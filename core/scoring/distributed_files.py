@@ -104,4 +104,5 @@ def read_scored(out_dir: str | Path) -> pd.DataFrame:
 
         frames = [read_table(p) for p in parts]
     frame = pd.concat(frames, ignore_index=True)
-    return frame.sort_values("row", kind="stable").reset_index(drop=True)
+    # By number: a CSV partition reads back as text, where "10" sorts before "2".
+    return frame.sort_values("row", kind="stable", key=lambda rows: rows.astype(int)).reset_index(drop=True)
