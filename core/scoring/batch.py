@@ -1,9 +1,10 @@
 """Score a table of pairs in chunks, with a progress callback and a status for every row.
 
 A bad row never stops the batch: it gets ``status = error`` and its reason. If something breaks
-mid-run (the disk, an encoder, a bug), the rows scored so far are kept in the result and ``failure`` says
-what happened (a bug, a fault of this program, also logs its traceback); calling again with ``start=result.completed`` carries on, and the rows before it cost
-nothing since their features are in the store.
+mid-run (the disk, an encoder, a bug), the rows scored so far are kept in the result and ``failure``
+says what happened (a fault of this program also logs its traceback); calling again with
+``start=result.completed`` carries on, and the rows before it cost nothing since their features are
+in the store.
 """
 from __future__ import annotations
 
