@@ -150,8 +150,8 @@ def worth_labelling(frame: pd.DataFrame, n: int) -> pd.DataFrame:
     from core.scoring.uncertainty import labelling_priority, most_informative
 
     unlabelled = frame["label"].isna() if "label" in frame else pd.Series(True, index=frame.index)
-    candidates = frame[(frame["status"] != "error") & unlabelled & frame["text"].notna() & frame["image"].notna()
-                       & frame["prediction"].notna()]
+    # The fused head answered: the row has both a text and an image (its cells are the user's, blank or not).
+    candidates = frame[(frame["status"] != "error") & unlabelled & (frame["prediction_source"] == "fused")]
     if candidates.empty:
         return candidates.assign(priority=[])
     priority = labelling_priority(*(head_probabilities(candidates, head) for head in ("fused", "text", "image")))
@@ -165,5 +165,5 @@ def wrong_rows(frame: pd.DataFrame) -> pd.DataFrame:
     if "label" not in frame:
         return frame.iloc[0:0]
     mask = (frame["status"] != "error") & frame["label"].notna() & frame["prediction"].notna() \
-        & (frame["prediction"] != frame["label"]) & frame["text"].notna() & frame["image"].notna()
+        & (frame["prediction"] != frame["label"]) & (frame["prediction_source"] == "fused")
     return frame[mask]

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from core import config
-from core.scoring.batch import BatchResult, Progress, empty_result, result_columns
+from core.scoring.batch import BatchResult, Progress, empty_result, expected_failures, result_columns
+
+log = logging.getLogger(__name__)
 
 
 def cluster_address() -> str | None:
@@ -29,8 +32,9 @@ def score_on_cluster(csv_bytes: bytes, predictor, *, images_root: str | Path | N
                      work_dir: Path, on_progress: Callable[[Progress], None] | None = None) -> BatchResult:
     """Score the uploaded table on the cluster with ``predictor``'s head; ``columns`` are ``prepare_pairs``'
     column arguments. Never raises for a failed run: the result holds the rows finished in input order up
-    to the first missing partition and ``failure`` says why (the page shows it and offers to resume)."""
-    from core.scoring.distributed import RayOptions, read_scored, score_on_ray
+    to the first missing partition and ``failure`` says why (the page shows it and offers to resume); a
+    fault of this program also logs its traceback."""
+    from core.scoring.distributed import RayOptions, RayRunFailed, RayUnavailable, read_scored, score_on_ray
 
     address = cluster_address()
     tensors, card = predictor.heads.tensors(), predictor.card
@@ -47,14 +51,16 @@ def score_on_cluster(csv_bytes: bytes, predictor, *, images_root: str | Path | N
     options = RayOptions(address=None if address == "local" else address,
                          workers=config.ray_workers())
     pace = _Pace(on_progress)
+    failure, total = None, None
     try:
         run = score_on_ray(table_path, out, tensors=tensors, card=card, images_root=images_root, options=options,
                            on_progress=pace, **columns)
-        failure = None
         total = run.total_rows
-    except Exception as exc:  # noqa: BLE001 - every failure is the page's message; what was written stays
+    except (*expected_failures(), RayUnavailable, RayRunFailed) as exc:  # the message says it all
         failure = f"on the cluster: {exc}"
-        total = None
+    except Exception as exc:  # a fault of this program: its traceback goes to the log; what was written stays
+        log.exception("the cluster run in %s stopped on an internal error; its finished partitions are kept", out)
+        failure = f"on the cluster, an internal error ({type(exc).__name__}: {exc}); its details are in the server's log"
     frame = read_scored(out) if (out / "_manifest.json").exists() else empty_result()
     frame = frame[result_columns()] if len(frame) else empty_result()
     if total is None:

@@ -84,6 +84,9 @@ class Engine:
 def load_engine(head_dir: Path | None = None, encoders: Callable[[dict], tuple] | None = None) -> Engine:
     """Open the registry, load the encoders the active head names, open the feature store.
     ``encoders(card) -> (text, image)`` lets a caller reuse encoders it already holds."""
+    from core.threads import start_torch_threads
+
+    start_torch_threads()  # the server process's torch threads, once, before any model work
     head_dir = head_dir or config.default_head_dir()
     # Shared by every browser tab: a change must name the tab's actor (app_pages.common.current_actor),
     # so a page that forgets to is refused rather than acting as the machine's user.

@@ -27,7 +27,7 @@ from app.batch_report import (
     worth_labelling,
     wrong_rows,
 )
-from app.batch_runs import SavedRun, run_key
+from app.batch_runs import SavedRun, run_key, upload_signature
 from app.cluster_batch import cluster_address, score_on_cluster
 from app.uploads import count_images, extract_images_zip, save_uploaded_files, server_folder
 from app_pages.common import corrections, current_actor, duration, glossary, page_start, pct, session_dir, viewer_reason
@@ -76,7 +76,7 @@ images_root = None
 
 def _from_uploads(files, kind: str):
     """Write the uploaded files once per distinct upload (reruns reuse the folder)."""
-    signature = (kind, tuple((f.name, f.size) for f in files))
+    signature = upload_signature(kind, files)  # names and content: other pictures of the same size count
     # Written again when the folder is gone too (a temp cleaner, a full disk wiped it): never score
     # against a folder that no longer holds the pictures.
     if state.get("batch_images_sig") != signature or not Path(state.get("batch_images_root", "")).is_dir():

@@ -21,6 +21,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the hub is unreachable here; fai
 # Tests never touch the user's real feature store or head registry.
 os.environ["MMSA_HOME"] = tempfile.mkdtemp(prefix="mmsa-tests-")
 
+from core.threads import start_torch_threads  # noqa: E402
+
+# The test process starts the way the app and the command line do: torch's threads set once, here.
+start_torch_threads()
+
 MVSA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mvsa_single"
 
 POSITIVE_TEXTS = ["what a lovely sunny day", "best burger ever, delicious", "so happy with my new puppy",
@@ -313,11 +318,9 @@ def serve_v1(tmp_path, store):
     from app.session import Engine
     from core.heads.training import TrainConfig, train_heads
     from core.registry import HeadRegistry, write_version_folder
-    from core.scoring.batch import one_torch_thread
 
-    with one_torch_thread():
-        trained = train_heads(synthetic_set(60, 1), synthetic_set(30, 2),
-                              TrainConfig(hidden=HIDDEN, members=1, dropout=0.1, max_epochs=5, patience=5)).model
+    trained = train_heads(synthetic_set(60, 1), synthetic_set(30, 2),
+                          TrainConfig(hidden=HIDDEN, members=1, dropout=0.1, max_epochs=5, patience=5)).model
     builtin = tmp_path / "builtin"
     write_version_folder(builtin, fake_heads(99).tensors(), fake_card(version="shipped"))
     registry = HeadRegistry(tmp_path / "heads", builtin=builtin)

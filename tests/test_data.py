@@ -255,11 +255,13 @@ def test_a_row_with_several_problems_reports_all_of_them(images):
     assert "not found" in rows[0].error and "unknown label 'meh'" in rows[0].error
 
 
-def test_a_novel_pasted_into_the_text_cell_is_truncated_with_a_warning():
+def test_the_model_reads_the_start_of_a_novel_pasted_into_a_cell_and_the_row_keeps_all_of_it():
     long_text = "word " * 1000
     rows = prepare_pairs(table(f'text,image\n"{long_text}",\n'))
     assert rows[0].ok and len(rows[0].text) == MAX_TEXT_CHARS
-    assert rows[0].warnings == [f"text is {len(long_text.strip()):,} characters; kept the first {MAX_TEXT_CHARS:,}"]
+    assert rows[0].text_cell == long_text  # spaces and all: what the scored table gives back
+    assert rows[0].warnings == [f"text is {len(long_text.strip()):,} characters; the model read the first "
+                                f"{MAX_TEXT_CHARS:,}"]
 
 
 def test_duplicate_ids_are_flagged_but_still_scored():
@@ -281,7 +283,7 @@ def test_a_frame_built_in_code_with_real_nans_is_handled():
 
 def test_a_text_only_table_can_skip_the_image_column():
     rows = prepare_pairs(table("text\nhello\n"), image_column=None)
-    assert rows == [PairRow(row=0, id="0", text="hello", image_path=None, label=None)]
+    assert rows == [PairRow(row=0, id="0", text="hello", image_path=None, label=None, text_cell="hello")]
 
 
 # --- downloads -------------------------------------------------------------------------------

@@ -124,6 +124,22 @@ def test_ray_matches_local_scoring_and_a_rerun_after_an_interruption_scores_only
     assert again.scored == [] and again.skipped == [0, 1, 2, 3]
 
 
+def test_ray_gives_back_every_text_cell_exactly_however_long(ray_instance, trained_head, tmp_path):
+    """The Ray engine's partitions hold each text as uploaded (5,000 characters, odd spaces, any script);
+    the model reads the first 2,000 and the row's message says so."""
+    from core.registry import read_version_folder
+    from tests.test_text_kept_whole import LONG, TEXTS
+
+    tensors, card = read_version_folder(trained_head)
+    csv = tmp_path / "posts.csv"
+    pd.DataFrame({"text": TEXTS, "image": [""] * len(TEXTS)}).to_csv(csv, index=False)
+    out = tmp_path / "scored"
+    score_on_ray(csv, out, tensors=tensors, card=card, images_root=tmp_path, options=RayOptions(partition_rows=2))
+    scored = read_scored(out)
+    assert [t.encode("utf-8") for t in scored["text"]] == [t.encode("utf-8") for t in TEXTS]
+    assert f"text is {len(LONG.strip()):,} characters; the model read the first 2,000" in scored["message"][0]
+
+
 def test_an_output_folder_of_another_table_is_refused_before_any_work(mixed_table, trained_head, tmp_path):
     pytest.importorskip("ray.data", reason="Ray Data is not installed (pip install -r requirements-ray.txt)")
     from core.registry import read_version_folder
@@ -158,6 +174,20 @@ def test_the_batch_page_says_when_the_cluster_cannot_read_the_images(mixed_table
                               columns={"label_column": "label", "id_column": "id"}, work_dir=tmp_path / "work")
     assert result.completed == 0 and result.total == 13 and not result.finished
     assert "not-shared" in result.failure and "readable by every Ray worker" in result.failure
+
+
+def test_csv_partitions_read_back_in_input_order(tmp_path):
+    """Partition files written as CSV read back as text; the rows still come in input order (row 10 after 9)."""
+    from core.features.store import FeatureStore
+    from core.io.tables import to_safe_csv_bytes
+    from tests.conftest import fake_predictor
+
+    rows = prepare_pairs(pd.DataFrame({"text": [f"post {k}" for k in range(12)]}), image_column=None)
+    scored = score_rows(rows, fake_predictor(store=FeatureStore(None))).frame
+    (tmp_path / MANIFEST).write_text('{"format": "csv", "partitions": 2}')
+    for k in range(2):
+        (tmp_path / f"part-{k:05d}.csv").write_bytes(to_safe_csv_bytes(scored.iloc[k * 6:(k + 1) * 6]))
+    assert read_scored(tmp_path)["row"].tolist() == [str(k) for k in range(12)]
 
 
 def test_a_parquet_table_is_read_cell_for_cell_like_its_csv(mixed_table, tmp_path):

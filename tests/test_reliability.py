@@ -24,7 +24,7 @@ from core.heads.model import HeadConfig, LateFusionHeads
 from core.heads.training import TrainConfig, TrainingRefused, train_heads
 from core.io.tables import prepare_pairs, read_table, to_safe_csv_bytes
 from core.registry import RegistryError, write_version_folder
-from core.scoring.batch import one_torch_thread, score_rows
+from core.scoring.batch import score_rows
 from core.scoring.predict import HeadMismatch, Predictor
 
 from .conftest import (
@@ -129,10 +129,10 @@ def test_a_correction_that_crashes_mid_training_leaves_the_active_version_untouc
 
     items = [CorrectionItem(f"oh great, another monday #{k}", (table["folder"] / f"pic_{k}.png").read_bytes(),
                             "negative") for k in range(3)]
-    with one_torch_thread(), pytest.raises(EpochCrash):
+    with pytest.raises(EpochCrash):
         run_correction(predictor, items, synthetic_set(40, 3), synthetic_set(20, 4),
                        CorrectionConfig(epochs=10), on_epoch=crash_on_epoch(2))
-    with one_torch_thread(), pytest.raises(EpochCrash):
+    with pytest.raises(EpochCrash):
         correct_heads(predictor.heads, synthetic_set(5, 5), None, CorrectionConfig(epochs=10),
                       on_epoch=crash_on_epoch(1))
 
@@ -150,7 +150,7 @@ def test_training_from_scratch_that_crashes_leaves_the_registry_as_it_was(deploy
     registry, v1 = deployed["registry"], deployed["v1"]
     listed = [c["version"] for c in registry.versions()]
     on_disk, card = registry.load(v1)
-    with one_torch_thread(), pytest.raises(EpochCrash):
+    with pytest.raises(EpochCrash):
         train_heads(synthetic_set(30, 6), synthetic_set(12, 7),
                     TrainConfig(hidden=HIDDEN, max_epochs=5, patience=5), on_epoch=crash_on_epoch(2))
     assert registry.active_version() == v1
@@ -304,14 +304,13 @@ def test_a_novel_pasted_into_a_cell_is_cut_and_the_row_says_so(encoders):
                                    ("terrible service " * 400).strip(),  # 6,799 chars
                                    " ".join(f"word{k}" for k in range(150))]})  # < 2,000 chars, > 128 tokens
     rows = prepare_pairs(frame, image_column=None)
-    with one_torch_thread():
-        result = score_rows(rows, predictor)
+    result = score_rows(rows, predictor)
     out = result.frame
     assert result.finished and list(out["status"]) == ["ok", "warning", "warning", "warning"]
     assert out["message"][0] == ""
     token_note = f"text longer than {TEXT_MAX_TOKENS} tokens: only the start was read"
     assert all(token_note in m for m in out["message"][1:])
-    assert f"text is 6,799 characters; kept the first {MAX_TEXT_CHARS:,}" in out["message"][2]
+    assert f"text is 6,799 characters; the model read the first {MAX_TEXT_CHARS:,}" in out["message"][2]
     assert "characters" not in out["message"][3]  # under the character cap: only the token note
     assert out["p_text_positive"].notna().all() and out["prediction"].notna().all()
-    assert len(out["text"][2]) == MAX_TEXT_CHARS
+    assert out["text"][2] == frame["text"][2]  # the scored table keeps the whole text

@@ -26,11 +26,11 @@ CONFIG = CorrectionConfig(epochs=12, replay_pairs=128)
 
 
 def in_session(target, *args, **kwargs):
-    """Run ``target`` in its own thread the way a Streamlit session would, single-threaded torch."""
+    """Run ``target`` in its own thread the way a Streamlit session would (torch's threads are the
+    process's, set once at its start: conftest.py)."""
     box = {}
 
     def body():
-        torch.set_num_threads(1)
         try:
             box["value"] = target(*args, **kwargs)
         except BaseException as error:  # noqa: BLE001 - handed to the test thread

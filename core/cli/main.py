@@ -10,6 +10,9 @@ from core.cli import access, encoders, scoring, training, versions
 
 # Each group adds its subcommands in this order (the order of ``--help``).
 COMMAND_GROUPS = (scoring, training, encoders, versions, access)
+# Commands that fine-tune the text encoder in PyTorch keep torch's own threads (the cores); every other
+# command's torch work is the heads, on one thread (core/threads.py says why).
+ALL_CORES_COMMANDS = {"finetune-text", "resplit"}
 
 log = logging.getLogger("core.cli")
 
@@ -58,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default: the command line), run the subcommand, return its exit status. Bad input gives
     one clear ``error:`` line and status 2; anything else is a fault of this program: its traceback is logged
     and the status is 1."""
+    from core.threads import HEAD_THREADS, start_torch_threads
+
     args = build_parser().parse_args(argv)
+    start_torch_threads(None if args.command in ALL_CORES_COMMANDS else HEAD_THREADS)
     # Notices (a damaged cache rebuilt, a store that cannot be written) read as one line each.
     warnings.formatwarning = lambda message, *_args, **_kwargs: f"warning: {message}\n"
     _log_warnings_as_lines()

@@ -44,7 +44,12 @@ class TableError(InputError):
 
 @dataclass
 class PairRow:
-    """One row of the user's table, checked. `error` set means it cannot be scored; `warnings` are notes."""
+    """One row of the user's table, checked. `error` set means it cannot be scored; `warnings` are notes.
+
+    `text` is what the model reads (the cell stripped, at most MAX_TEXT_CHARS characters); `text_cell` and
+    `image_cell` are the text and image cells exactly as the table held them, which is what a scored table
+    gives back (None when the column is not used, or for a row built in code: then `text` / the image's
+    file name stand in)."""
 
     row: int  # 0-based position in the table (the spreadsheet line is row + 2, after the header)
     id: str
@@ -53,6 +58,8 @@ class PairRow:
     label: str | None
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    text_cell: str | None = None
+    image_cell: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -244,7 +251,8 @@ def _check_row(position: int, record: dict, columns: dict[str, str],
 
     text = _cell(record, columns.get("text"))
     if text is not None and len(text) > MAX_TEXT_CHARS:
-        notes.append(f"text is {len(text):,} characters; kept the first {MAX_TEXT_CHARS:,}")
+        # The model reads the start; the row keeps the whole cell (text_cell) for the scored table.
+        notes.append(f"text is {len(text):,} characters; the model read the first {MAX_TEXT_CHARS:,}")
         text = text[:MAX_TEXT_CHARS]
 
     image_path = None
@@ -266,7 +274,9 @@ def _check_row(position: int, record: dict, columns: dict[str, str],
     if text is None and image_name is None:
         errors.append("row has neither text nor an image")
     return PairRow(row=position, id=row_id, text=text, image_path=image_path, label=label,
-                   error="; ".join(errors) or None, warnings=notes)
+                   error="; ".join(errors) or None, warnings=notes,
+                   text_cell=_raw_cell(record, columns.get("text")),
+                   image_cell=_raw_cell(record, columns.get("image")))
 
 
 def _cell(record: dict, column: str | None) -> str | None:
@@ -278,6 +288,17 @@ def _cell(record: dict, column: str | None) -> str | None:
         return None
     text = str(value).strip()
     return text or None
+
+
+def _raw_cell(record: dict, column: str | None) -> str | None:
+    """The cell exactly as the table holds it (spaces and all), or None when the column is unused or the
+    cell is missing (NaN in a frame built in code)."""
+    if column is None:
+        return None
+    value = record.get(column)
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    return value if isinstance(value, str) else str(value)
 
 
 def _checked_image_path(name: str, images_root: Path | None) -> tuple[Path | None, str | None]:

@@ -1,12 +1,14 @@
 """Score a table of pairs in chunks, with a progress callback and a status for every row.
 
 A bad row never stops the batch: it gets ``status = error`` and its reason. If something breaks
-mid-run (the machine, a bug), the rows scored so far are kept in the result and ``failure`` says
-what happened; calling again with ``start=result.completed`` carries on, and the rows before it cost
-nothing since their features are in the store.
+mid-run (the disk, an encoder, a bug), the rows scored so far are kept in the result and ``failure``
+says what happened (a fault of this program also logs its traceback); calling again with
+``start=result.completed`` carries on, and the rows before it cost nothing since their features are
+in the store.
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
@@ -14,11 +16,14 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
+from core.errors import InputError
 from core.features.pipeline import encode_pairs
 from core.io.labels import HEAD_NAMES, LABELS
-from core.threads import one_torch_thread
+from core.scoring.answer import answering_heads
 
 PROBABILITY_COLUMNS = [f"p_{head}_{label}" for head in HEAD_NAMES for label in LABELS]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -96,27 +101,41 @@ def score_rows(rows: Sequence, predictor, *, chunk_size: int = 64, start: int = 
             if should_stop and should_stop() and done < len(rows):
                 failure = f"stopped by the user at row {done}"
                 break
-    except Exception as exc:  # noqa: BLE001 - keep what was done, report, let the user resume
-        failure = f"stopped at row {done}: {type(exc).__name__}: {exc}"
+    except expected_failures() as exc:  # the input, the disk, an encoder: the message says it all
+        failure = f"stopped at row {done}: {exc}"
+    except Exception as exc:  # a fault of this program: its traceback goes to the log; the rows stay
+        log.exception("batch scoring stopped at row %d by an internal error; the %d rows before it are kept",
+                      done, done)
+        failure = (f"stopped at row {done} by an internal error ({type(exc).__name__}: {exc}); its details are "
+                   "in the server's log")
     frame = pd.concat(frames, ignore_index=True) if frames else empty_result()
     return BatchResult(frame, done, len(rows), failure)
+
+
+def expected_failures() -> tuple[type[BaseException], ...]:
+    """What may stop a batch run without being a fault of this program: bad input the user can fix
+    (``InputError``), the disk or the network (``OSError``), an encoder that cannot load
+    (``EncoderUnavailable``). Their message is the report; anything else also logs its traceback."""
+    from core.encoders import EncoderUnavailable
+
+    return InputError, OSError, EncoderUnavailable
 
 
 def score_chunk(rows: Sequence, predictor) -> pd.DataFrame:
     """Score one chunk of pair rows with ``predictor``: a frame of probabilities, predictions, conflicts and status
     per row."""
     encoded = encode_pairs(rows, predictor.text_encoder, predictor.image_encoder, predictor.store)
-    with one_torch_thread():
-        probs = predictor.probabilities(encoded.text, encoded.image, encoded.has_text, encoded.has_image)
+    probs = predictor.probabilities(encoded.text, encoded.image, encoded.has_text, encoded.has_image)
     conflicts = predictor.conflicts(probs)
     return _chunk_frame(rows, encoded, probs, conflicts)
 
 
 def _chunk_frame(rows: Sequence, encoded, probs: dict[str, np.ndarray], conflicts: np.ndarray) -> pd.DataFrame:
     """The result rows of one chunk, built column by column with numpy (a per-row dict of 20 fields
-    was most of a warm-store pass). Same values and dtypes as a frame built from one record per row:
-    a probability / confidence is None (NaN) where the row failed or the head has no input, a
-    prediction is None where it has no probabilities."""
+    was most of a warm-store pass). A probability / confidence is NaN where the row failed or the head
+    has no input, and its column is float64 whatever the chunk's rows were (so chunks concatenate,
+    save and write alike, with no coercion downstream); a prediction is None where it has no
+    probabilities."""
     n = len(rows)
     errors = list(encoded.errors)
     has_text, has_image = np.asarray(encoded.has_text, bool), np.asarray(encoded.has_image, bool)
@@ -124,10 +143,13 @@ def _chunk_frame(rows: Sequence, encoded, probs: dict[str, np.ndarray], conflict
         if errors[i] is None:
             errors[i] = "neither text nor image to score"
     failed = np.array([e is not None for e in errors], dtype=bool)
+    # The text and image cells come back exactly as the user's table held them (the model may have read
+    # less of a long text: its message says so); a row built in code shows what the model read.
     columns: dict[str, object] = {
-        "row": [row.row for row in rows], "id": [row.id for row in rows], "text": [row.text for row in rows],
-        "image": [None if row.image_path is None else str(getattr(row, "image_name", None) or row.image_path.name)
-                  for row in rows],
+        "row": [row.row for row in rows], "id": [row.id for row in rows],
+        "text": [row.text if row.text_cell is None else row.text_cell for row in rows],
+        "image": [row.image_cell if row.image_cell is not None else
+                  None if row.image_path is None else row.image_path.name for row in rows],
         "label": [row.label for row in rows],
     }
     labels = np.array(LABELS, dtype=object)
@@ -137,11 +159,9 @@ def _chunk_frame(rows: Sequence, encoded, probs: dict[str, np.ndarray], conflict
         usable[head] = ~failed & ~np.isnan(p).any(axis=1)
         rounded = np.round(p, 6)
         for k, label in enumerate(LABELS):
-            columns[f"p_{head}_{label}"] = _floats_or_none(rounded[:, k], ~failed & ~np.isnan(p[:, k]))
+            columns[f"p_{head}_{label}"] = np.where(~failed & ~np.isnan(p[:, k]), rounded[:, k], np.nan)
         predicted[head] = np.where(usable[head], labels[np.nan_to_num(p).argmax(axis=1)], None)
-    source = np.full(n, None, dtype=object)
-    for head in ("image", "text", "fused"):  # the last one written wins: fused, else text, else image
-        source[usable[head]] = head
+    source = answering_heads(usable)
     prediction = np.full(n, None, dtype=object)
     confidence = np.full(n, np.nan)
     for head in HEAD_NAMES:
@@ -153,23 +173,13 @@ def _chunk_frame(rows: Sequence, encoded, probs: dict[str, np.ndarray], conflict
     columns.update({
         "text_prediction": predicted["text"].tolist(), "image_prediction": predicted["image"].tolist(),
         "prediction": prediction.tolist(),
-        "confidence": _floats_or_none(confidence, source != None),  # noqa: E711 - elementwise
+        "confidence": np.where(source != None, confidence, np.nan),  # noqa: E711 - elementwise
         "prediction_source": source.tolist(),
         "conflict": (~failed & has_text & has_image & np.asarray(conflicts, bool)).tolist(),
         "status": np.where(failed, "error", np.where(warned, "warning", "ok")).tolist(),
         "message": [errors[i] or "; ".join(encoded.warnings[i]) for i in range(n)],
     })
     return pd.DataFrame(columns, columns=result_columns())
-
-
-def _floats_or_none(values: np.ndarray, keep: np.ndarray):
-    """A float column with NaN where not ``keep``; all-missing gives a column of None, as a frame
-    built from records with None everywhere would (object dtype)."""
-    if keep.all():
-        return values.astype(np.float64)
-    if not keep.any():
-        return pd.Series([None] * len(values), dtype=object)
-    return np.where(keep, values, np.nan)
 
 
 def result_columns() -> list[str]:

@@ -1,35 +1,27 @@
 """Score a pairs table on a Ray cluster, with the same rows, statuses and numbers as local scoring.
 
 The table is cut into fixed partitions of ``partition_rows`` rows by position. Ray Data runs them
-through two stages, its documented batch-inference pattern:
+through two stages, its documented batch-inference pattern (``core.scoring.distributed_stages``): a task
+stage checks each row with the local rules and reads every picture, so a bad file becomes that row's
+``status = error``; an actor pool loads the encoders and the head once per actor and scores whole
+partitions with the local engine's ``score_chunk``.
 
-1. a task stage (``_CheckPartition``) checks each row with the local rules (``prepare_pairs``: the
-   same row numbers, ids and messages) and reads and decodes every picture, so a bad file becomes that
-   row's ``status = error`` before it reaches a model; one bad picture never fails a partition;
-2. an actor pool (``PartitionScorer``): each actor loads the encoders and the chosen head version once,
-   then scores whole partitions with ``core.scoring.batch.score_chunk`` in the local engine's chunks
-   of 64 rows and returns each partition as Parquet (or CSV) bytes.
-
-The driver writes each returned partition atomically (``part-00007.parquet``: a temporary name, then
-``os.replace``) beside a manifest naming the input, the head and the partition size. A run that dies
-keeps the partitions it wrote; running it again with the same output folder sends Ray only the
-missing partitions, and refuses an output folder that holds another table's or another head's run.
+The driver (here) writes each returned partition atomically beside a manifest naming the input, the
+head and the partition size (``core.scoring.distributed_files``). A run that dies keeps the partitions
+it wrote; running it again with the same output folder sends Ray only the missing partitions, and
+refuses an output folder that holds another table's or another head's run.
 
 Results come back to the driver, so the output folder needs no shared filesystem; the pictures do:
 every worker reads them at the same path (a shared mount or the same copy on each node), and each
-stage refuses to start with a clear message where the images folder is not readable.
+stage refuses to start with a clear message where the images folder is not readable. Workers use no
+SQLite feature store; the local store stays a laptop optimisation.
 
-Workers use no SQLite feature store (an in-memory one per partition): SQLite must not be shared over
-a network filesystem, and a finished partition is never scored again, so a cache would only pay when
-the same picture comes back in another table. The local store stays a laptop optimisation.
+This module is the public API: the names of the two others that callers use are importable from here.
 """
 from __future__ import annotations
 
 import hashlib
-import io
-import json
 import os
-import socket
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -38,19 +30,33 @@ from pathlib import Path
 
 import pandas as pd
 
-from core import config
 from core.errors import InputError
-from core.scoring.batch import empty_result
+from core.scoring.distributed_files import (  # noqa: F401 - the public API of distributed scoring
+    FORMATS,
+    MANIFEST,
+    OutputMismatch,
+    finished_partitions,
+    open_output,
+    partition_name,
+    read_pairs_table,
+    read_scored,
+    write_atomically,
+)
+from core.scoring.distributed_stages import (  # noqa: F401 - the public API of distributed scoring
+    LOCAL_CHUNK,
+    SHARED_IMAGES_HINT,
+    PartitionScorer,
+    check_images_root,
+    check_partition,
+    image_draft_size,
+    serialise_head,
+)
+from core.scoring.stream import file_sha256
 
 # A multiple of the local chunk (64), so chunks and image batches match local scoring; small enough that no
 # actor waits long for another at the end of a run (for millions of rows, a bigger size means fewer files).
 PARTITION_ROWS = 256
-LOCAL_CHUNK = 64       # core.scoring.batch.score_rows' chunk size
-MANIFEST = "_manifest.json"
-FORMATS = ("parquet", "csv")
 INSTALL_HINT = "the Ray engine needs Ray Data: pip install -r requirements-ray.txt"
-SHARED_IMAGES_HINT = ("image paths must be readable by every Ray worker at the same path "
-                      "(a shared filesystem, or the same folder copied to each node)")
 
 
 class RayUnavailable(RuntimeError):
@@ -59,10 +65,6 @@ class RayUnavailable(RuntimeError):
 
 class RayRunFailed(RuntimeError):
     """A distributed run stopped on an error in a worker; the partitions written before it are kept."""
-
-
-class OutputMismatch(InputError):
-    """The output folder holds a run of another table, head or partition size."""
 
 
 @dataclass
@@ -103,93 +105,6 @@ class RayRunResult:
     scored_rows: int = 0                               # rows in the partitions this run scored
 
 
-# ----- the table and the output folder -------------------------------------------------------------
-
-def read_pairs_table(path: str | Path) -> pd.DataFrame:
-    """A CSV with the local reader (``read_table``: encodings, every cell a str, blanks ""), or a Parquet file
-    with every cell turned into the same kind of str."""
-    from core.io.tables import TableError, read_table
-
-    path = Path(path)
-    if path.suffix.lower() not in (".parquet", ".pq"):
-        return read_table(path)
-    try:
-        frame = pd.read_parquet(path)
-    except (OSError, ValueError) as error:
-        raise TableError(f"cannot read {path.name} as Parquet: {error}") from None
-    return frame.astype(object).apply(lambda column: column.map(_cell_text))
-
-
-def _cell_text(value) -> str:
-    """A Parquet cell as ``read_table`` gives a CSV cell: text, "" where blank."""
-    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
-        return ""
-    return str(value)
-
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file's bytes, read in 1 MiB pieces."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for piece in iter(lambda: handle.read(2**20), b""):
-            digest.update(piece)
-    return digest.hexdigest()
-
-
-def partition_name(k: int, fmt: str) -> str:
-    """File name of partition ``k``."""
-    return f"part-{k:05d}.{fmt}"
-
-
-def finished_partitions(out_dir: Path, n_partitions: int, fmt: str) -> list[int]:
-    """Partitions whose file is in ``out_dir`` (written whole: temporary name, then a rename)."""
-    return [k for k in range(n_partitions) if (out_dir / partition_name(k, fmt)).is_file()]
-
-
-def open_output(out_dir: Path, manifest: dict) -> None:
-    """Create ``out_dir`` with ``manifest``, or check that the one there describes the same run (else
-    OutputMismatch); leftovers of interrupted writes are removed."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / MANIFEST
-    if path.exists():
-        found = json.loads(path.read_text())
-        for key, what in (("input", "table"), ("columns", "column choice"), ("head", "head version"),
-                          ("partition_rows", "partition size"), ("format", "output format")):
-            if found.get(key) != manifest[key]:
-                raise OutputMismatch(
-                    f"{out_dir} holds a run of another {what} ({found.get(key)} there, {manifest[key]} now); "
-                    f"give another output folder, or delete this one to start again")
-    else:
-        _write_atomically(path, json.dumps(manifest, indent=2).encode())
-    for leftover in out_dir.glob(".*.tmp-*"):
-        leftover.unlink(missing_ok=True)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    temporary = path.parent / f".{path.name}.tmp-{os.getpid()}-{time.monotonic_ns()}"
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
-
-
-def read_scored(out_dir: str | Path) -> pd.DataFrame:
-    """Every finished partition of ``out_dir`` as one scored table in input order (the local engine's
-    columns: scored columns, then every input column)."""
-    out_dir = Path(out_dir)
-    manifest = json.loads((out_dir / MANIFEST).read_text())
-    fmt = manifest["format"]
-    parts = [out_dir / partition_name(k, fmt) for k in finished_partitions(out_dir, manifest["partitions"], fmt)]
-    if not parts:
-        return empty_result()
-    if fmt == "parquet":
-        frames = [pd.read_parquet(p) for p in parts]
-    else:
-        from core.io.tables import read_table
-
-        frames = [read_table(p) for p in parts]
-    frame = pd.concat(frames, ignore_index=True)
-    return frame.sort_values("row", kind="stable").reset_index(drop=True)
-
-
 # ----- Ray --------------------------------------------------------------------------------------------
 
 def require_ray():
@@ -224,129 +139,6 @@ def _project_root() -> str:
     existing = os.environ.get("PYTHONPATH")
     return root if not existing else f"{root}{os.pathsep}{existing}"
 
-
-def check_images_root(images_root: str | None) -> None:
-    """OSError naming this node unless ``images_root`` is a folder this process can list and read."""
-    if images_root is None:
-        return
-    if not os.path.isdir(images_root) or not os.access(images_root, os.R_OK | os.X_OK):
-        raise OSError(f"the images folder {images_root} is missing or not readable on {socket.gethostname()}: "
-                      f"{SHARED_IMAGES_HINT}")
-
-
-class _CheckPartition:
-    """Task stage: a partition's records → checked rows (the local row rules; pictures read and decoded)."""
-
-    def __init__(self, columns: dict, images_root: str | None, id_counts: dict, draft_size):
-        self.columns, self.images_root, self.draft_size = columns, images_root, draft_size
-        self.id_counts = Counter(id_counts)
-
-    def __call__(self, batch: dict) -> dict:
-        check_images_root(self.images_root)
-        checked = [self.check(int(first), records) for first, records in zip(batch["first"], batch["records"])]
-        return {"part": batch["part"], "first": batch["first"], "records": batch["records"],
-                "rows": [json.dumps(rows) for rows in checked]}
-
-    def check(self, first: int, records: str) -> list[dict]:
-        from core.io.images import decode_image, read_image_bytes
-        from core.io.tables import prepare_pairs
-
-        frame = _records_frame(records)
-        rows = prepare_pairs(frame, **self.columns, first_row=first, id_counts=self.id_counts,
-                             images_root=None if self.images_root is None else Path(self.images_root))
-        out = []
-        for row in rows:
-            if row.ok and row.image_path is not None:
-                # The same calls, so the same messages, as core.features.pipeline for a file that will not
-                # read or decode; the actor never sees such a picture.
-                try:
-                    decode_image(read_image_bytes(row.image_path), draft_size=self.draft_size)
-                except (OSError, ValueError) as exc:
-                    row.error = str(exc)
-            out.append({"row": row.row, "id": row.id, "text": row.text, "label": row.label, "error": row.error,
-                        "warnings": row.warnings,
-                        "image_path": None if row.image_path is None else str(row.image_path)})
-        return out
-
-
-class PartitionScorer:
-    """Actor stage: loads the encoders and the head once, then scores whole partitions."""
-
-    def __init__(self, head_bytes: bytes, card: dict, threads: int, images_root: str | None, fmt: str):
-        threads = max(1, int(threads))
-        # Each actor runs its torch and ONNX Runtime work on the CPUs Ray gave it, not on every core.
-        config.set_ort_threads(threads)
-        import torch
-        from safetensors.torch import load as load_tensors
-
-        from core.features.store import FeatureStore
-        from core.scoring.predict import Predictor
-
-        torch.set_num_threads(threads)
-        check_images_root(images_root)
-        self.fmt = fmt
-        self.predictor = Predictor.from_card(load_tensors(head_bytes), card, FeatureStore(None))
-
-    def __call__(self, batch: dict) -> dict:
-        out = {"part": [], "rows": [], "errors": [], "data": [], "seconds": []}
-        for part, first, records, rows in zip(batch["part"], batch["first"], batch["records"], batch["rows"]):
-            started = time.perf_counter()
-            frame = self.score(int(first), records, json.loads(rows))
-            out["part"].append(int(part))
-            out["rows"].append(len(frame))
-            out["errors"].append(int((frame["status"] == "error").sum()))
-            out["data"].append(_to_bytes(frame, self.fmt))
-            out["seconds"].append(time.perf_counter() - started)
-        return out
-
-    def score(self, first: int, records: str, checked: list[dict]) -> pd.DataFrame:
-        """One partition: scored columns, then every input column, for its rows."""
-        from core.features.store import FeatureStore
-        from core.io.tables import PairRow
-        from core.scoring.batch import score_chunk
-        from core.scoring.output import with_input_columns
-
-        rows = [PairRow(row=r["row"], id=r["id"], text=r["text"], label=r["label"], error=r["error"],
-                        warnings=list(r["warnings"]),
-                        image_path=None if r["image_path"] is None else Path(r["image_path"])) for r in checked]
-        # A fresh in-memory store per partition: repeats inside it are encoded once, memory stays flat.
-        self.predictor.store = FeatureStore(None)
-        scored = pd.concat([score_chunk(rows[s:s + LOCAL_CHUNK], self.predictor)
-                            for s in range(0, len(rows), LOCAL_CHUNK)], ignore_index=True)
-        inputs = _records_frame(records)
-        local = with_input_columns(scored.assign(row=scored["row"] - first), inputs)
-        return local.assign(row=scored["row"].to_numpy())
-
-
-def _records_frame(records: str) -> pd.DataFrame:
-    """A partition's input cells back from JSON exactly as read: every cell text (no number or date guessing,
-    so "007" and a column named created_at stay as they were)."""
-    return pd.read_json(io.StringIO(records), orient="split", dtype=False, convert_dates=False,
-                        keep_default_dates=False)
-
-
-def _to_bytes(frame: pd.DataFrame, fmt: str) -> bytes:
-    if fmt == "csv":
-        from core.io.tables import to_safe_csv_bytes
-
-        return to_safe_csv_bytes(frame)
-    buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False)
-    return buffer.getvalue()
-
-
-def _head_bytes(tensors: dict) -> bytes:
-    from safetensors.torch import save
-
-    return save({name: tensor.contiguous() for name, tensor in tensors.items()})
-
-
-def _draft_size(card: dict):
-    """The JPEG draft size of the image encoder the card names (what its own ``decode`` uses)."""
-    from core.encoders.image import IMAGE_SPECS, ImageEncoder
-
-    loader = IMAGE_SPECS.get(card["image_encoder"]["spec"])
-    return tuple(getattr(loader, "draft_size", ImageEncoder.draft_size))
 
 
 # ----- the run ---------------------------------------------------------------------------------------
@@ -392,7 +184,7 @@ def score_on_ray(table_path: str | Path, out_dir: str | Path, *, tensors: dict, 
     columns = {"text_column": text_column, "image_column": image_column, "label_column": label_column,
                "id_column": id_column}
     prepare_pairs(table.head(0), **columns)  # the whole-table checks (missing columns) before any work
-    head = _head_bytes(tensors)
+    head = serialise_head(tensors)
     size = options.partition_rows
     n_parts = -(-len(table) // size)
     manifest = {"input": {"name": table_path.name, "sha256": file_sha256(table_path), "rows": len(table)},
@@ -417,10 +209,10 @@ def score_on_ray(table_path: str | Path, out_dir: str | Path, *, tensors: dict, 
               "records": table.iloc[k * size:(k + 1) * size].to_json(orient="split", index=False)} for k in todo]
     dataset = ray.data.from_items(items, override_num_blocks=len(items))
     dataset = dataset.map_batches(
-        _check_partition_fn, batch_size=1, num_cpus=0,  # light I/O work beside the actors' cores
+        check_partition, batch_size=1, num_cpus=0,  # light I/O work beside the actors' cores
         compute=ray.data.TaskPoolStrategy(size=max(1, options.workers)),
         fn_kwargs={"columns": columns, "images_root": root, "id_counts": duplicated,
-                   "draft_size": _draft_size(card)})
+                   "draft_size": image_draft_size(card)})
     dataset = dataset.map_batches(
         PartitionScorer, batch_size=1, num_cpus=options.cpus_per_worker, num_gpus=options.gpus_per_worker or None,
         # One partition at a time per actor: a partition never waits behind a busy actor while another is idle.
@@ -454,7 +246,7 @@ def _collect(finished, result: RayRunResult, out_dir: Path, fmt: str, done_rows:
         k = int(done["part"])
         if result.first_partition_s is None:
             result.first_partition_s = time.perf_counter() - started
-        _write_atomically(out_dir / partition_name(k, fmt), bytes(done["data"]))
+        write_atomically(out_dir / partition_name(k, fmt), bytes(done["data"]))
         result.scored.append(k)
         result.errors += int(done["errors"])
         done_rows += int(done["rows"])
@@ -468,8 +260,3 @@ def _root_message(exc: BaseException) -> str:
     """The last line of a worker's error ("OSError: the images folder …"), without Ray's traceback."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return lines[-1] if lines else type(exc).__name__
-
-
-def _check_partition_fn(batch: dict, *, columns: dict, images_root: str | None, id_counts: dict,
-                        draft_size) -> dict:
-    return _CheckPartition(columns, images_root, id_counts, draft_size)(batch)

@@ -25,6 +25,7 @@ from core.features.store import FeatureStore, cached_features, content_key, text
 from core.heads.calibration import apply_temperature
 from core.heads.model import HeadConfig, HeadShape, LateFusionHeads
 from core.io.labels import HEAD_NAMES, LABELS
+from core.scoring.answer import answering_heads
 from core.scoring.conflict import CONFLICT_THRESHOLD, conflict_flags
 from core.scoring.precision import apply_precision
 
@@ -152,7 +153,7 @@ class Predictor:
             timings["image_ms"] = (time.perf_counter() - t0) * 1000
         probs = self.probabilities(text_vec, image_vec, np.array([bool(text)]), np.array([image is not None]))
         pair_probs = {name: None if np.isnan(p[0]).any() else p[0] for name, p in probs.items()}
-        source = next((name for name in ("fused", "text", "image") if pair_probs[name] is not None), None)
+        source = answering_heads({name: np.array([p is not None]) for name, p in pair_probs.items()})[0]
         label = confidence = None
         if source:
             label = LABELS[int(np.argmax(pair_probs[source]))]

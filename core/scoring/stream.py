@@ -21,10 +21,8 @@ import pandas as pd
 
 from core.errors import InputError
 from core.io.tables import neutralise_formulas
-from core.scoring.batch import PROBABILITY_COLUMNS
 
 BOM = "\ufeff"  # Excel on Windows reads the file as UTF-8 only with it (see to_safe_csv_bytes)
-FLOAT_COLUMNS = [*PROBABILITY_COLUMNS, "confidence"]
 
 
 class ResumeError(InputError):
@@ -41,13 +39,9 @@ def file_sha256(path: Path) -> str:
 
 
 def chunk_csv_text(frame: pd.DataFrame, header: bool) -> str:
-    """One chunk of the output as CSV text, formatted so that it does not depend on how the rows were
-    chunked: probability columns are always floats (a chunk whose rows all lack a picture would
-    otherwise hold None, which the CSV writer quotes)."""
-    frame = frame.copy()
-    for column in FLOAT_COLUMNS:
-        if column in frame:
-            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+    """One chunk of the output as CSV text. It does not depend on how the rows were chunked: the scorer's
+    probability columns are float64 in every chunk (``core.scoring.batch``), so a missing one is always an
+    empty cell."""
     text = neutralise_formulas(frame).to_csv(index=False, header=header, quoting=csv.QUOTE_NONNUMERIC)
     return (BOM + text) if header else text
 
