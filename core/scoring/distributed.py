@@ -35,12 +35,16 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from core import config
 from core.errors import InputError
 from core.scoring.batch import empty_result
+
+if TYPE_CHECKING:
+    from core.registry import HeadCard
 
 # A multiple of the local chunk (64), so chunks and image batches match local scoring; small enough that no
 # actor waits long for another at the end of a run (for millions of rows, a bigger size means fewer files).
@@ -272,7 +276,7 @@ class _CheckPartition:
 class PartitionScorer:
     """Actor stage: loads the encoders and the head once, then scores whole partitions."""
 
-    def __init__(self, head_bytes: bytes, card: dict, threads: int, images_root: str | None, fmt: str):
+    def __init__(self, head_bytes: bytes, card: HeadCard, threads: int, images_root: str | None, fmt: str):
         threads = max(1, int(threads))
         # Each actor runs its torch and ONNX Runtime work on the CPUs Ray gave it, not on every core.
         config.set_ort_threads(threads)
@@ -341,17 +345,17 @@ def _head_bytes(tensors: dict) -> bytes:
     return save({name: tensor.contiguous() for name, tensor in tensors.items()})
 
 
-def _draft_size(card: dict):
+def _draft_size(card: HeadCard):
     """The JPEG draft size of the image encoder the card names (what its own ``decode`` uses)."""
     from core.encoders.image import IMAGE_SPECS, ImageEncoder
 
-    loader = IMAGE_SPECS.get(card["image_encoder"]["spec"])
+    loader = IMAGE_SPECS.get(card.image_encoder.spec)
     return tuple(getattr(loader, "draft_size", ImageEncoder.draft_size))
 
 
 # ----- the run ---------------------------------------------------------------------------------------
 
-def head_version(head: str | Path | None = None) -> tuple[dict, dict]:
+def head_version(head: str | Path | None = None) -> tuple[dict, HeadCard]:
     """(tensors, card) of a head: a version folder, a version id of the user's registry, or the active one
     (what ``load_default_predictor`` serves), without loading any encoder here."""
     from core.registry import open_registry, read_version_folder
@@ -362,7 +366,7 @@ def head_version(head: str | Path | None = None) -> tuple[dict, dict]:
     return registry.load(head or registry.active_version())
 
 
-def score_on_ray(table_path: str | Path, out_dir: str | Path, *, tensors: dict, card: dict,
+def score_on_ray(table_path: str | Path, out_dir: str | Path, *, tensors: dict, card: HeadCard | dict,
                  images_root: str | Path | None, text_column: str | None = "text",
                  image_column: str | None = "image", label_column: str | None = None,
                  id_column: str | None = None, options: RayOptions | None = None, table: pd.DataFrame | None = None,
@@ -377,7 +381,9 @@ def score_on_ray(table_path: str | Path, out_dir: str | Path, *, tensors: dict, 
     readable here or on a worker; an exception in a worker stops the run with what was written kept.
     """
     from core.io.tables import prepare_pairs, row_ids
+    from core.registry import HeadCard
 
+    card = HeadCard.coerce(card)
     options = options or RayOptions()
     if options.format not in FORMATS:
         raise InputError(f"output format {options.format!r}: choose one of {', '.join(FORMATS)}")
@@ -397,7 +403,7 @@ def score_on_ray(table_path: str | Path, out_dir: str | Path, *, tensors: dict, 
     n_parts = -(-len(table) // size)
     manifest = {"input": {"name": table_path.name, "sha256": file_sha256(table_path), "rows": len(table)},
                 "columns": {**columns, "images_root": root},
-                "head": {"version": card.get("version"), "sha256": hashlib.sha256(head).hexdigest()},
+                "head": {"version": card.version, "sha256": hashlib.sha256(head).hexdigest()},
                 "partition_rows": size, "partitions": n_parts, "format": options.format}
     open_output(out_dir, manifest)
     result = RayRunResult(out_dir, len(table), n_parts)
