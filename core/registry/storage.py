@@ -25,7 +25,16 @@ import torch
 from core import config
 from core.access import ACTIVATE, DELETE, IMPORT, ROLL_BACK, Actor, local_operator, require
 from core.registry import folders, transfer, weights
-from core.registry.card import CARD_FILE, VERSION_RE, WEIGHTS_FILE, HeadCard, RegistryError, check_version_id
+from core.registry.card import (
+    ADAPTER_DIR,
+    ADAPTER_FILES,
+    CARD_FILE,
+    VERSION_RE,
+    WEIGHTS_FILE,
+    HeadCard,
+    RegistryError,
+    check_version_id,
+)
 from core.registry.folders import RegistryUnwritable, unwritable
 from core.registry.record import ActiveRecord, now
 
@@ -122,7 +131,7 @@ class HeadRegistry:
 
     def _stats(self, folder: Path) -> tuple:
         out = []
-        for file in (CARD_FILE, WEIGHTS_FILE):
+        for file in (CARD_FILE, WEIGHTS_FILE, *(f"{ADAPTER_DIR}/{name}" for name in ADAPTER_FILES)):
             try:
                 info = (folder / file).stat()
                 out.append((info.st_size, info.st_mtime_ns, info.st_ino))
