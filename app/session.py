@@ -23,7 +23,7 @@ from typing import Callable
 from core import config
 from core.features.store import FeatureStore
 from core.io.labels import HEAD_NAMES
-from core.registry import CARD_FILE, HeadRegistry, RegistryError, open_registry
+from core.registry import CARD_FILE, HeadCard, HeadRegistry, RegistryError, open_registry
 from core.scoring.predict import Predictor, heads_from_card, load_encoders_for_card
 
 HEAD_DIR_ENV = config.HEAD_DIR_ENV
@@ -69,7 +69,7 @@ class Engine:
                 self._predictors[version] = self.predictor_from(tensors, card)
             return self._predictors[version]
 
-    def predictor_from(self, tensors, card: dict) -> Predictor:
+    def predictor_from(self, tensors, card: HeadCard) -> Predictor:
         """A predictor for heads that are not saved (a correction a user is still looking at)."""
         return Predictor(self.text_encoder, self.image_encoder, heads_from_card(tensors, card), card, self.store)
 
@@ -81,7 +81,7 @@ class Engine:
                 "tensor_shapes": base.heads.tensor_shapes()}
 
 
-def load_engine(head_dir: Path | None = None, encoders: Callable[[dict], tuple] | None = None) -> Engine:
+def load_engine(head_dir: Path | None = None, encoders: Callable[[HeadCard], tuple] | None = None) -> Engine:
     """Open the registry, load the encoders the active head names, open the feature store.
     ``encoders(card) -> (text, image)`` lets a caller reuse encoders it already holds."""
     from core.threads import start_torch_threads
@@ -105,10 +105,10 @@ def load_engine(head_dir: Path | None = None, encoders: Callable[[dict], tuple] 
     return engine
 
 
-def resplit_summary(card: dict) -> dict | None:
+def resplit_summary(card: HeadCard) -> dict | None:
     """The recipe's re-split figures a card carries (``python -m core.cli resplit --attach``):
     {k, pool, how, heads: {head: {accuracy, weighted_f1: {mean, sd}}}, machine, measured_at}, or None."""
-    block = card.get("resplit")
+    block = card.resplit
     try:
         heads = {head: {metric: {"mean": float(block["summary"][head][metric]["mean"]),
                                  "sd": float(block["summary"][head][metric]["sd"] or 0.0)}
@@ -121,10 +121,10 @@ def resplit_summary(card: dict) -> dict | None:
         return None
 
 
-def headline_metrics(card: dict) -> dict[str, dict]:
+def headline_metrics(card: HeadCard) -> dict[str, dict]:
     """{split: {head: {accuracy, weighted_f1}}} from a card: test, dev, then the reference numbers a
     corrected version records; empty when none are recorded."""
-    metrics = card.get("metrics") or {}
+    metrics = card.metrics or {}
     out = {}
     for split in ("test", "dev", "reference"):
         block = metrics.get(split) or {}

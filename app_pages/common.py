@@ -22,14 +22,13 @@ from core.registry import RegistryError
 
 @st.cache_resource(show_spinner="Loading the encoders: once per server process, about 15–20 s on a 2-core laptop CPU…")
 def _encoders(text_spec: str, adapter: str | None, image_spec: str):
-    from core.scoring.predict import load_encoders_for_card
-    return load_encoders_for_card({"text_encoder": {"spec": text_spec, "adapter": adapter},
-                                   "image_encoder": {"spec": image_spec}})
+    from core.scoring.predict import load_encoders
+    return load_encoders(text_spec, adapter, image_spec)
 
 
-def _cached_encoders(card: dict):
-    return _encoders(card["text_encoder"]["spec"], card["text_encoder"].get("adapter"),
-                     card["image_encoder"]["spec"])
+def _cached_encoders(card):
+    adapter = card.adapter_dir()
+    return _encoders(card.text_encoder.spec, None if adapter is None else str(adapter), card.image_encoder.spec)
 
 
 @st.cache_resource(show_spinner="Loading the active head…")

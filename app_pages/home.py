@@ -41,12 +41,12 @@ with st.container(key="home_model"):
     m1.metric("Head version", version)
     m2.metric("Device", device_description())
     m3, m4 = st.columns(2)
-    m3.metric("Text encoder", card["text_encoder"]["spec"])
-    m4.metric("Image encoder", card["image_encoder"]["spec"])
+    m3.metric("Text encoder", card.text_encoder.spec)
+    m4.metric("Image encoder", card.image_encoder.spec)
 st.caption(
-    f"Heads over {card['text_encoder']['dim']}-d text and {card['image_encoder']['dim']}-d image features. "
-    + (f"Note: {card['note']}. " if card.get("note") else "")
-    + ("This is the shipped default." if card.get("builtin") else f"Derived from version {card.get('parent') or '—'}.")
+    f"Heads over {card.text_encoder.dim}-d text and {card.image_encoder.dim}-d image features. "
+    + (f"Note: {card.note}. " if card.note else "")
+    + ("This is the shipped default." if card.builtin else f"Derived from version {card.parent or '—'}.")
 )
 
 for notice in (eng.text_encoder.notice, eng.image_encoder.notice, getattr(predictor, "notice", None)):
@@ -62,7 +62,7 @@ if metrics:
     split = next(iter(metrics))
     block = metrics[split]
     where = {"test": "held-out test set", "dev": "development set",
-             "reference": (card.get("metrics", {}).get("reference", {}).get("name") or "reference set")}[split]
+             "reference": ((card.metrics or {}).get("reference", {}).get("name") or "reference set")}[split]
     st.markdown(f"**Scores on the {where}** ({block.get('n') or '?'} pairs)")
     table = pd.DataFrame([
         {"Branch": head_label(h), "Accuracy": pct(block[h].get("accuracy")),
@@ -78,9 +78,9 @@ if metrics:
                 f"{100 * resplit['heads'][h][column]['mean']:.1f} ± {100 * resplit['heads'][h][column]['sd']:.1f}%"
                 for h in HEAD_NAMES if h in block]
     st.dataframe(table, hide_index=True, width="content")
-    if split != "reference" and isinstance(card.get("machine"), dict):
-        measured = str(card["machine"].get("measured_at") or "")[:10]
-        st.caption(f"Measured on {describe_machine(card['machine'])}" + (f", {measured}" if measured else ""))
+    if split != "reference" and card.machine is not None:
+        measured = str(card.machine.get("measured_at") or "")[:10]
+        st.caption(f"Measured on {describe_machine(card.machine)}" + (f", {measured}" if measured else ""))
     if resplit:
         st.caption(f"Re-splits: the same recipe retrained on {resplit['k']} random splits of the "
                    f"{resplit['pool']} pairs ({resplit['how']}), mean ± sd of each split's test score; measured on "

@@ -136,15 +136,15 @@ def load_encoders_and_heads(rows):
     from core.features.sets import FeatureSet
     from core.features.store import FeatureStore
     from core.heads.training import TrainConfig, train_heads
-    from core.io.labels import LABEL_TO_INDEX
+    from core.io.labels import LABEL_TO_INDEX, LABELS
 
     text_encoder, image_encoder = load_text_encoder(), load_image_encoder()
     encoded = encode_pairs(rows, text_encoder, image_encoder, FeatureStore(None))
     labels = np.array([LABEL_TO_INDEX[r.label] for r in rows], dtype=np.int64)
     data = FeatureSet(encoded.text, encoded.image, labels)
     heads = train_heads(data, data, TrainConfig(max_epochs=5, patience=5)).model
-    card = {"text_encoder": text_encoder.info.as_dict(), "image_encoder": image_encoder.info.as_dict(),
-            "hidden": heads.config.hidden, "dropout": heads.config.dropout}
+    card = {"labels": list(LABELS), "text_encoder": text_encoder.info.as_dict(),
+            "image_encoder": image_encoder.info.as_dict(), "hidden": heads.config.hidden, "dropout": heads.config.dropout}
     return text_encoder, image_encoder, heads, card, "quick head trained on the bench pairs"
 
 

@@ -65,7 +65,7 @@ def test_train_save_and_roll_back_a_correction(app_env, tmp_path):
     # What other sessions now get: the saved version is active in the shared registry.
     registry = open_registry()
     assert registry.active_version() == active
-    assert registry.card(active)["note"] == "drawn pairs" and registry.card(active)["parent"] == builtin
+    assert registry.card(active).note == "drawn pairs" and registry.card(active).parent == builtin
 
     button(at, "correct_rollback").click().run()
     assert not at.error
@@ -135,7 +135,7 @@ def test_roll_back_is_disabled_with_nothing_to_roll_back_to(fresh_home):
     registry = open_registry()
     tensors, card = registry.load(registry.active_version())
     tensors = {name: t + 0.01 for name, t in tensors.items()}
-    other = registry.save(tensors, {k: v for k, v in card.items() if k not in ("version", "builtin", "created_at")})
+    other = registry.save(tensors, card)
     registry.activate(other)
     at.run()
     assert not button(at, "correct_rollback").disabled
@@ -147,9 +147,7 @@ def test_upload_a_version_zip_once_and_refuse_it_again_and_garbage(fresh_home, t
     # A version made on another machine with the same encoders.
     elsewhere = HeadRegistry(tmp_path / "elsewhere", builtin=open_registry().builtin)
     tensors, card = elsewhere.load("builtin")
-    made = elsewhere.save({name: t + 0.01 for name, t in tensors.items()},
-                          {k: v for k, v in card.items() if k not in ("version", "builtin", "created_at")},
-                          note="made elsewhere")
+    made = elsewhere.save({name: t + 0.01 for name, t in tensors.items()}, card, note="made elsewhere")
     exported = elsewhere.export_zip(made)
 
     at = open_page("correct")

@@ -113,7 +113,7 @@ def test_the_cli_serves_the_same_head_as_the_app_when_mmsa_head_dir_is_set(train
 
     monkeypatch.setenv("MMSA_HEAD_DIR", str(trained_head))
     served = load_default_predictor()
-    assert served.card["weights_sha256"] == json.loads((trained_head / "card.json").read_text())["weights_sha256"]
+    assert served.card.weights_sha256 == json.loads((trained_head / "card.json").read_text())["weights_sha256"]
 
 
 def test_score_refuses_an_unwritable_output_before_scoring_anything(scoring_csv, trained_head, tmp_path, capsys,

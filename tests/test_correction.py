@@ -117,8 +117,8 @@ def test_correction_fixes_twenty_wrong_pairs_and_keeps_the_reference(predictor, 
               f"on {run.n_reference} pairs; {len(run.history)} epochs, {run.seconds:.1f}s")
 
     card = corrected_card(predictor.card, run, reference_name="drawn pairs", base_version="fixture")
-    assert card["training"]["right_after"] == run.right_after
-    assert card["metrics"]["reference"]["fused"]["accuracy"] == pytest.approx(run.reference_after["fused"])
+    assert card.training["right_after"] == run.right_after
+    assert card.metrics["reference"]["fused"]["accuracy"] == pytest.approx(run.reference_after["fused"])
 
 
 def fused_labels(model, data) -> list[str]:

@@ -10,7 +10,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from core.heads.model import HeadConfig, LateFusionHeads
-from core.io.labels import LABEL_TO_INDEX
+from core.io.labels import LABEL_TO_INDEX, LABELS
 from core.scoring.explain import Explanation, explain_pair, format_explanation, occlusion_saliency, word_spans
 from core.scoring.predict import Predictor
 
@@ -69,7 +69,8 @@ def negation_predictor(encoders):
     finally:
         torch.set_num_threads(threads)
     heads.eval()
-    card = {"text_encoder": text_encoder.info.as_dict(), "image_encoder": image_encoder.info.as_dict()}
+    card = {"labels": list(LABELS), "text_encoder": text_encoder.info.as_dict(),
+            "image_encoder": image_encoder.info.as_dict()}
     return Predictor(text_encoder, image_encoder, heads, card)
 
 
@@ -147,7 +148,7 @@ def test_occlusion_fallback_works_for_a_hugging_face_vit(tmp_path, encoders):
     vit = load_image_encoder(str(folder))
     text_encoder = encoders[0]
     heads = LateFusionHeads(HeadConfig(text_encoder.dim, vit.dim, hidden=16)).eval()
-    card = {"text_encoder": text_encoder.info.as_dict(), "image_encoder": vit.info.as_dict()}
+    card = {"labels": list(LABELS), "text_encoder": text_encoder.info.as_dict(), "image_encoder": vit.info.as_dict()}
     predictor = Predictor(text_encoder, vit, heads, card)
     picture = _picture("positive", 1, size=(160, 100))
     explanation = explain_pair(predictor, "a lovely day", picture)
@@ -189,11 +190,10 @@ def test_cli_explain_prints_predictions_words_and_heatmap(negation_predictor, en
                                                           monkeypatch, capsys):
     import core.scoring.predict
     from core.cli import main
-    from core.io.labels import LABELS
     from core.registry import write_version_folder
 
     version = tmp_path / "negation-head"
-    card = {**negation_predictor.card, "labels": list(LABELS), "hidden": 32, "dropout": 0.3}
+    card = {**negation_predictor.card.to_dict(), "hidden": 32, "dropout": 0.3}
     write_version_folder(version, negation_predictor.heads.tensors(), card)
     # The CLI builds the encoders the card names; hand it the ones these tests already loaded.
     monkeypatch.setattr(core.scoring.predict, "load_encoders_for_card", lambda _card: encoders)

@@ -9,7 +9,14 @@ import torch
 from core.features.sets import FeatureSet
 from core.heads.model import HeadConfig, LateFusionHeads, MemberMLPs, member_logits
 from core.heads.training import TrainConfig, train_heads
+from core.io.labels import LABELS
 from core.scoring.predict import heads_from_card
+
+
+def card(**shape) -> dict:
+    """The card of a head over 16-d text and 8-d image features with ``shape``."""
+    return {"labels": list(LABELS), "text_encoder": {"spec": "text", "id": "text:1", "dim": 16},
+            "image_encoder": {"spec": "image", "id": "image:1", "dim": 8}, **shape}
 
 
 def blobs(n: int, seed: int) -> FeatureSet:
@@ -41,8 +48,7 @@ def test_an_ensemble_head_predicts_the_average_of_members_that_learned_apart():
 
 def test_an_ensemble_version_saves_and_loads_from_its_card():
     model = LateFusionHeads(HeadConfig(16, 8, hidden=16, members=3)).eval()
-    card = {"text_encoder": {"dim": 16}, "image_encoder": {"dim": 8}, "hidden": 16, "dropout": 0.5, "members": 3}
-    loaded = heads_from_card(model.tensors(), card)
+    loaded = heads_from_card(model.tensors(), card(hidden=16, dropout=0.5, members=3))
     text, image = torch.randn(4, 16), torch.randn(4, 8)
     with torch.no_grad():
         for name, value in model(text, image).items():
@@ -52,8 +58,7 @@ def test_an_ensemble_version_saves_and_loads_from_its_card():
 def test_versions_saved_with_one_mlp_per_head_still_load():
     old = LateFusionHeads(HeadConfig(16, 8, hidden=32)).eval()  # the pre-ensemble layout
     assert "heads.fused.0.weight" in old.tensors()
-    card = {"text_encoder": {"dim": 16}, "image_encoder": {"dim": 8}, "hidden": 32, "dropout": 0.5}  # no "members"
-    loaded = heads_from_card(old.tensors(), card)
+    loaded = heads_from_card(old.tensors(), card(hidden=32, dropout=0.5))  # no "members"
     text, image = torch.randn(2, 16), torch.randn(2, 8)
     with torch.no_grad():
         torch.testing.assert_close(loaded(text, image)["fused"], old(text, image)["fused"])

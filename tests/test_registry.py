@@ -14,9 +14,10 @@ from core.io.labels import LABELS
 from core.registry import (
     HeadRegistry,
     RegistryError,
+    folders,
     read_version_folder,
-    storage,
     transfer,
+    weights,
     write_version_folder,
 )
 
@@ -83,7 +84,7 @@ def test_builtin_default_is_active_when_nothing_else_is(registry):
     assert registry.active_version() == "builtin"
     tensors, card = registry.load(registry.active_version())
     assert_same_tensors(tensors, make_heads(seed=99))
-    assert card["note"] == "shipped default"
+    assert card.note == "shipped default"
     assert [c["version"] for c in registry.versions()] == ["builtin"]
 
 
@@ -105,7 +106,7 @@ def test_save_two_versions_list_activate_and_roll_back(registry):
 
     tensors, card = registry.load(second)
     assert_same_tensors(tensors, make_heads(2))
-    assert card["version"] == second
+    assert card.version == second
 
     registry.activate(first)
     registry.activate(second)
@@ -140,10 +141,10 @@ def test_builtin_uses_its_card_version_when_it_has_one(tmp_path):
     write_version_folder(folder, make_heads(), make_card(version="v20261127-000000-dflt"))
     registry = HeadRegistry(tmp_path / "heads", builtin=folder)
     assert registry.active_version() == "v20261127-000000-dflt"
-    assert registry.card("builtin")["version"] == "v20261127-000000-dflt"
+    assert registry.card("builtin").version == "v20261127-000000-dflt"
     tensors, card = registry.load("v20261127-000000-dflt")
     assert_same_tensors(tensors, make_heads())
-    assert card["version"] == "v20261127-000000-dflt"
+    assert card.version == "v20261127-000000-dflt"
 
 
 def test_no_builtin_and_nothing_active_is_a_clear_error(tmp_path):
@@ -178,9 +179,9 @@ def test_export_then_import_round_trips(registry, tmp_path):
     assert [c["version"] for c in other.versions()] == [imported]
     tensors, card = other.load(imported)
     assert_same_tensors(tensors, make_heads(3))
-    assert card["note"] == "good one"
-    assert card["imported_from"] == version
-    assert card["custom_field"] == {"kept": True}
+    assert card.note == "good one"
+    assert card.imported_from == version
+    assert card.extra["custom_field"] == {"kept": True}
     with pytest.raises(RegistryError):
         other.active_version()  # import does not activate
 
@@ -216,7 +217,7 @@ def test_importing_the_same_version_twice_is_refused_naming_the_version_already_
 
     # Same weights with another card, or the same card with other weights, are other versions.
     tensors, card = registry.load(registry.active_version())
-    card = {k: v for k, v in card.items() if k != "builtin"}
+    card = {k: v for k, v in card.to_dict().items() if k != "builtin"}
     assert registry.import_version(_weights_bytes(tensors), json.dumps({**card, "note": "retold"}).encode())
     changed = {name: t + 1 for name, t in make_heads(5).items()}
     assert other.import_version(_weights_bytes(changed), json.dumps({**make_card(), "note": "sarcasm fix"}).encode())
@@ -350,21 +351,21 @@ def test_crafted_version_ids_are_refused_everywhere(registry, crafted):
 def test_crash_during_save_leaves_active_version_and_listing_untouched(registry, monkeypatch):
     good = registry.save(make_heads(1), make_card())
     registry.activate(good)
-    real_write = storage._write_file
+    real_write = folders.write_file
 
     def write_weights_then_crash(path, data):
         if path.name == "card.json":
             raise OSError("disk full")
         real_write(path, data)
 
-    monkeypatch.setattr(storage, "_write_file", write_weights_then_crash)
+    monkeypatch.setattr(folders, "write_file", write_weights_then_crash)
     with pytest.raises(OSError, match="disk full"):
         registry.save(make_heads(2), make_card())
 
     def failing_serialiser(tensors):
         raise RuntimeError("crash inside safetensors")
 
-    monkeypatch.setattr(storage, "save_safetensors_bytes", failing_serialiser)
+    monkeypatch.setattr(weights, "save_safetensors_bytes", failing_serialiser)
     with pytest.raises(RuntimeError):
         registry.save(make_heads(3), make_card())
 
@@ -423,7 +424,7 @@ def test_save_accepts_numpy_and_torch_scalars_in_metrics(registry):
 
     card = make_card(metrics={"dev_macro_f1": np.float32(0.75), "n": torch.tensor(3)})
     version = registry.save(make_heads(), card)
-    assert registry.card(version)["metrics"] == {"dev_macro_f1": 0.75, "n": 3}
+    assert registry.card(version).metrics == {"dev_macro_f1": 0.75, "n": 3}
 
 
 def test_write_version_folder_replaces_atomically_and_reads_back(tmp_path):
@@ -432,7 +433,7 @@ def test_write_version_folder_replaces_atomically_and_reads_back(tmp_path):
     write_version_folder(folder, make_heads(2), make_card(note="retrained"))
     tensors, card = read_version_folder(folder)
     assert_same_tensors(tensors, make_heads(2))
-    assert card["note"] == "retrained"
+    assert card.note == "retrained"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["default"]  # no temp leftovers
 
 

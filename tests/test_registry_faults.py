@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from core.registry import HeadRegistry, RegistryError, RegistryUnwritable, storage, write_version_folder
+from core.registry import HeadRegistry, RegistryError, RegistryUnwritable, folders, write_version_folder
 
 from .test_registry import make_card, make_heads
 
@@ -82,7 +82,7 @@ def test_a_damaged_version_is_listed_as_damaged_and_cannot_be_activated(registry
     with pytest.raises(RegistryError, match=f"version {bad} is damaged and cannot be activated"):
         registry.activate(bad)
     assert registry.active_version() == good  # nothing already finished is lost
-    assert registry.load(good)[1]["note"] == "good"
+    assert registry.load(good)[1].note == "good"
 
 
 def test_a_repaired_file_is_checked_again(registry):
@@ -175,8 +175,8 @@ def read_only(registry, monkeypatch):
     def refuse(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system")
 
-    monkeypatch.setattr(storage, "_write_file", refuse)
-    monkeypatch.setattr(storage, "_write_into_temp", refuse)
+    monkeypatch.setattr(folders, "write_file", refuse)
+    monkeypatch.setattr(folders, "write_into_temp", refuse)
     real_open = open
 
     def open_read_only(file, mode="r", *args, **kwargs):
@@ -290,8 +290,7 @@ def test_the_app_serves_the_default_with_a_warning_and_lists_the_damaged_version
     monkeypatch.setenv("MMSA_HOME", str(tmp_path / "home"))
     registry = open_registry()
     tensors, card = registry.load("builtin")
-    broken = registry.save({name: t + 0.01 for name, t in tensors.items()},
-                           {k: v for k, v in card.items() if k not in ("version", "builtin", "created_at")})
+    broken = registry.save({name: t + 0.01 for name, t in tensors.items()}, card)
     registry.activate(broken)
     damage(registry.versions_dir / broken, "truncated weights")
     builtin = registry.active_version()

@@ -261,10 +261,13 @@ def test_an_uploaded_version_for_other_encoders_is_refused_with_the_reason(deplo
     assert [c["version"] for c in registry.versions()] == listed and registry.active_version() == v1
 
     # A version that fits is accepted, and still not active until someone activates it.
-    fitting = version_zip(fake_heads(3).tensors(), fake_card(), tmp_path, "fitting")
+    # (An uploaded card names encoders shipped with the app: the fakes stand in for them here.)
+    fitting = version_zip(fake_heads(3).tensors(), {**fake_card(), "text_encoder": {
+        "spec": "bundled:minilm-l6", "id": "text:fake:1", "dim": TEXT_DIM}, "image_encoder": {
+        "spec": "bundled:efficientnet-lite0", "id": "image:fake:1", "dim": IMAGE_DIM}}, tmp_path, "fitting")
     imported = registry.import_zip(fitting, expected=engine.expected())
     assert registry.active_version() == v1
-    assert engine.predictor(imported).card["imported_from"] is None
+    assert engine.predictor(imported).card.imported_from is None
 
 
 def test_a_version_for_other_encoders_that_reached_the_registry_anyway_cannot_be_served(deployed):

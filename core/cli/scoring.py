@@ -33,7 +33,7 @@ def _score_fingerprint(args, predictor, columns: list[str]) -> dict:
     """What a scored file's rows depend on: a partial output is continued only under the same."""
     from core.scoring.stream import file_sha256
 
-    return {"input_sha256": file_sha256(Path(args.csv)), "head_sha256": predictor.card.get("weights_sha256"),
+    return {"input_sha256": file_sha256(Path(args.csv)), "head_sha256": predictor.card.weights_sha256,
             "text_features": predictor.text_encoder.feature_key,
             "image_features": predictor.image_encoder.feature_key,
             "images": str(Path(args.images).resolve()) if args.images else None,
@@ -116,7 +116,7 @@ def cmd_eval(args) -> int:
     metrics = labelled_metrics(result.frame) or {}
     report = {"n": int((result.frame["status"] != "error").sum()), "n_rows": len(rows),
               "row_errors": int((result.frame["status"] == "error").sum()),
-              "head_version": predictor.card.get("version"), **metrics,
+              "head_version": predictor.card.version, **metrics,
               "encoders": {kind: encoder_status(enc) for kind, enc in
                            (("text", predictor.text_encoder), ("image", predictor.image_encoder))},
               "machine": machine_block()}

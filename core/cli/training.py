@@ -19,9 +19,9 @@ def cmd_train(args) -> int:
                       text_spec=args.text_encoder, image_spec=args.image_encoder, text_adapter=args.text_adapter,
                       test_csv=Path(args.test) if args.test else None, train_config=train_config, note=args.note)
     for split in ("dev", "test"):
-        if split in card["metrics"]:
+        if split in card.metrics:
             for head in HEAD_NAMES:
-                m = card["metrics"][split][head]
+                m = card.metrics[split][head]
                 print(f"{split} {head:>6}: accuracy {m['accuracy']:.4f}  weighted F1 {m['weighted_f1']:.4f}  "
                       f"ECE {m['ece']:.4f} (uncalibrated {m['ece_uncalibrated']:.4f})")
     return 0

@@ -18,14 +18,14 @@ def cmd_versions(args) -> int:
     for event in registry.events():
         if event.get("action") in ("activated", "rolled back to"):
             last[event.get("version")] = f"{event.get('action')} {event.get('at', '')} by {event.get('by', '?')}"
-    for card in registry.versions():
-        mark = "*" if card["version"] == active else " "
-        created = (card.get("created_at") or "")[:19] or ("shipped" if card.get("builtin") else "")
-        line = f"{mark} {card['version']:28} {created:19}  {card.get('note') or ''}"
-        if card.get("damaged"):
-            line += f"  DAMAGED: {card['damaged']}"
-        if card["version"] in last:
-            line += f"  [{last[card['version']]}]"
+    for row in registry.versions():  # listing rows: a card's fields, or a damaged version's reason
+        mark = "*" if row["version"] == active else " "
+        created = (row.get("created_at") or "")[:19] or ("shipped" if row.get("builtin") else "")
+        line = f"{mark} {row['version']:28} {created:19}  {row.get('note') or ''}"
+        if row.get("damaged"):
+            line += f"  DAMAGED: {row['damaged']}"
+        if row["version"] in last:
+            line += f"  [{last[row['version']]}]"
         print(line.rstrip())
     return 0
 
@@ -55,8 +55,8 @@ def cmd_import(args) -> int:
     """``import``: store a version zip (checked against the active version's encoders and shapes), not activated."""
     registry = open_cli_registry()
     tensors, card = registry.load(registry.active_version())
-    expected = {"text_encoder": {"id": card["text_encoder"]["id"], "dim": card["text_encoder"]["dim"]},
-                "image_encoder": {"id": card["image_encoder"]["id"], "dim": card["image_encoder"]["dim"]},
+    expected = {"text_encoder": {"id": card.text_encoder.id, "dim": card.text_encoder.dim},
+                "image_encoder": {"id": card.image_encoder.id, "dim": card.image_encoder.dim},
                 "tensor_shapes": {name: tuple(t.shape) for name, t in tensors.items()}}
     version = registry.import_zip(Path(args.zip).read_bytes(), expected=expected)
     print(f"imported as version {version} (not active: `python -m core.cli activate {version}`)")

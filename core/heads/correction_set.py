@@ -24,6 +24,7 @@ from core.heads.correction import CorrectionConfig, correct_heads
 from core.heads.training import TrainingRefused, predict_logits
 from core.io.images import read_image_bytes
 from core.io.labels import HEAD_NAMES, LABEL_TO_INDEX, LABELS, normalise_label
+from core.registry.card import HeadCard
 
 
 @dataclass
@@ -191,12 +192,14 @@ def run_correction(predictor, items: Sequence[CorrectionItem], replay: FeatureSe
                          0 if check is None else len(check), time.perf_counter() - started)
 
 
-def corrected_card(base_card: dict, run: CorrectionRun, *, reference_name: str, base_version: str,
-                   config: CorrectionConfig | None = None) -> dict:
-    """The card of a corrected version: same encoders and calibration as its parent, new training
-    record, the reference-set numbers measured here (the parent's test numbers no longer apply)."""
+def corrected_card(base_card: HeadCard, run: CorrectionRun, *, reference_name: str, base_version: str,
+                   config: CorrectionConfig | None = None) -> HeadCard:
+    """The card of a corrected version: same encoders (an adapter kept in the parent's folder goes along
+    when it is saved) and calibration as its parent, new training record, the reference-set numbers
+    measured here (the parent's test numbers no longer apply)."""
     config = config or CorrectionConfig()
-    keep = {k: v for k, v in base_card.items()
+    base_card = HeadCard.coerce(base_card)
+    keep = {k: v for k, v in base_card.to_dict().items()
             if k not in ("version", "created_at", "weights_sha256", "builtin", "note", "parent", "metrics",
                          "training", "imported_from")}
     keep["training"] = {
@@ -211,4 +214,4 @@ def corrected_card(base_card: dict, run: CorrectionRun, *, reference_name: str, 
         **{head: {"accuracy": run.reference_after.get(head)} for head in HEAD_NAMES if head in run.reference_after},
         "before": {head: {"accuracy": acc} for head, acc in run.reference_before.items()},
     }}
-    return keep
+    return HeadCard.from_dict(keep, folder=base_card.folder)

@@ -15,12 +15,16 @@ the same input, trained each on its own loss and averaged (their logits) at pred
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
 from core.io.labels import LABELS
+
+if TYPE_CHECKING:  # the card is the registry's; the heads only read their shape from it
+    from core.registry.card import HeadCard
 
 
 @dataclass(frozen=True)
@@ -34,14 +38,13 @@ class HeadShape:
     dropout: float = 0.5
 
     @classmethod
-    def from_card(cls, card: dict) -> "HeadShape":
+    def from_card(cls, card: HeadCard) -> HeadShape:
         """The shape a head version's card records; ValueError naming the field when it is missing or
         out of range. Cards written before ensembles have no ``members``: one MLP."""
-        try:
-            shape = cls(hidden=int(card["hidden"]), members=int(card.get("members", 1)),
-                        dropout=float(card["dropout"]))
-        except KeyError as exc:
-            raise ValueError(f"the head card has no {exc.args[0]!r}") from exc
+        for name in ("hidden", "dropout"):
+            if getattr(card, name) is None:
+                raise ValueError(f"the head card has no {name!r}")
+        shape = cls(hidden=int(card.hidden), members=int(card.members or 1), dropout=float(card.dropout))
         if shape.hidden < 1 or not 1 <= shape.members <= 64 or not 0 <= shape.dropout < 1:
             raise ValueError(f"the head card's shape is out of range: {shape}")
         return shape

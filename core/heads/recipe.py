@@ -23,6 +23,7 @@ from core.heads.training import TrainConfig, predict_logits, train_heads
 from core.io.labels import HEAD_NAMES, LABEL_TO_INDEX, LABELS, LabelError, normalise_label
 from core.io.tables import prepare_pairs, read_table
 from core.machine import machine_block
+from core.registry import HeadCard, write_version_folder
 from core.scoring.conflict import CONFLICT_THRESHOLD, conflict_flags, evaluate_conflict_flag
 from core.scoring.metrics import classification_metrics, expected_calibration_error
 
@@ -114,11 +115,10 @@ def build_head(train_csv: Path, dev_csv: Path, images_dir: Path, out_dir: Path, 
                text_spec: str, image_spec: str, text_adapter: str | Path | None = None,
                test_csv: Path | None = None, train_config: TrainConfig | None = None,
                store: FeatureStore | None = None, note: str = "",
-               log: Callable[[str], None] = print, encoders: tuple | None = None) -> dict:
+               log: Callable[[str], None] = print, encoders: tuple | None = None) -> HeadCard:
     """Train a head version and write it to ``out_dir``. ``test_csv`` is evaluated once, at the end,
     after every choice was made on dev; its numbers only go into the card."""
     from core.encoders import load_image_encoder, load_text_encoder
-    from core.registry import write_version_folder
 
     started = time.time()
     train_config = train_config or TrainConfig()
@@ -152,7 +152,7 @@ def build_head(train_csv: Path, dev_csv: Path, images_dir: Path, out_dir: Path, 
             adapter_rel = str(adapter_path.relative_to(config.REPO_ROOT))
         except ValueError:
             adapter_rel = str(adapter_path)
-    card = {
+    card = HeadCard.from_dict({
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "note": note,
         "parent": None,
@@ -175,7 +175,7 @@ def build_head(train_csv: Path, dev_csv: Path, images_dir: Path, out_dir: Path, 
         },
         "metrics": metrics,
         "machine": machine_block(),  # what train_seconds and any speed figure were measured on
-    }
+    })
     write_version_folder(Path(out_dir), model.tensors(), card)
     log(f"wrote {out_dir} in {time.time() - started:.0f}s")
     return card

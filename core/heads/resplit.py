@@ -248,8 +248,8 @@ def _run_split(seed: int, pool: pd.DataFrame, labels: np.ndarray, sizes, images_
                       image_spec=DEFAULT_IMAGE_SPEC, text_adapter=adapter, test_csv=csvs["test"],
                       train_config=train_config, store=store, note=f"re-split seed {seed}",
                       log=lambda _: None, encoders=(split_text_encoder, image_encoder))
-    test = card["metrics"]["test"]
-    entry.update({"n_train": card["training"]["n_train"], "n_dev": card["training"]["n_dev"], "n_test": test["n"]})
+    test = card.metrics["test"]
+    entry.update({"n_train": card.training["n_train"], "n_dev": card.training["n_dev"], "n_test": test["n"]})
     for head in HEAD_NAMES:
         entry[head] = {metric: float(test[head][metric]) for metric in METRICS}
     entry["test_labels"] = {label: int((labels[parts["test"]] == i).sum()) for i, label in enumerate(LABELS)}
@@ -282,15 +282,16 @@ def attach_to_card(report: dict, head_dir: str | Path) -> dict:
     block written."""
     import os
 
-    card_path = Path(head_dir) / "card.json"
-    card = json.loads(card_path.read_text())
+    from core.registry import CARD_FILE, HeadCard
+
+    card_path = Path(head_dir) / CARD_FILE
+    card = HeadCard.from_dict(json.loads(card_path.read_text()))
     block = {"seeds": list(report["protocol"]["seeds"]), "frozen": bool(report["protocol"]["frozen"]),
              "pool": int(report["protocol"]["pool"]), "summary": report["summary"],
              "machine": report["machine"], "measured_at": report["machine"]["measured_at"],
              "command": "python -m core.cli resplit --seeds " + " ".join(map(str, report["protocol"]["seeds"]))
              + (" --frozen" if report["protocol"]["frozen"] else "")}
-    card["resplit"] = block
-    tmp = card_path.with_name("card.json.tmp")
-    tmp.write_text(json.dumps(card, indent=2))
+    tmp = card_path.with_name(f"{CARD_FILE}.tmp")
+    tmp.write_text(json.dumps(card.replace(resplit=block).to_dict(), indent=2))
     os.replace(tmp, card_path)
     return block

@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -52,6 +53,9 @@ from core.scoring.distributed_stages import (  # noqa: F401 - the public API of 
     serialise_head,
 )
 from core.scoring.stream import file_sha256
+
+if TYPE_CHECKING:
+    from core.registry import HeadCard
 
 # A multiple of the local chunk (64), so chunks and image batches match local scoring; small enough that no
 # actor waits long for another at the end of a run (for millions of rows, a bigger size means fewer files).
@@ -140,10 +144,136 @@ def _project_root() -> str:
     return root if not existing else f"{root}{os.pathsep}{existing}"
 
 
+<<<<<<< HEAD
+=======
+def check_images_root(images_root: str | None) -> None:
+    """OSError naming this node unless ``images_root`` is a folder this process can list and read."""
+    if images_root is None:
+        return
+    if not os.path.isdir(images_root) or not os.access(images_root, os.R_OK | os.X_OK):
+        raise OSError(f"the images folder {images_root} is missing or not readable on {socket.gethostname()}: "
+                      f"{SHARED_IMAGES_HINT}")
+
+
+class _CheckPartition:
+    """Task stage: a partition's records → checked rows (the local row rules; pictures read and decoded)."""
+
+    def __init__(self, columns: dict, images_root: str | None, id_counts: dict, draft_size):
+        self.columns, self.images_root, self.draft_size = columns, images_root, draft_size
+        self.id_counts = Counter(id_counts)
+
+    def __call__(self, batch: dict) -> dict:
+        check_images_root(self.images_root)
+        checked = [self.check(int(first), records) for first, records in zip(batch["first"], batch["records"])]
+        return {"part": batch["part"], "first": batch["first"], "records": batch["records"],
+                "rows": [json.dumps(rows) for rows in checked]}
+
+    def check(self, first: int, records: str) -> list[dict]:
+        from core.io.images import decode_image, read_image_bytes
+        from core.io.tables import prepare_pairs
+
+        frame = _records_frame(records)
+        rows = prepare_pairs(frame, **self.columns, first_row=first, id_counts=self.id_counts,
+                             images_root=None if self.images_root is None else Path(self.images_root))
+        out = []
+        for row in rows:
+            if row.ok and row.image_path is not None:
+                # The same calls, so the same messages, as core.features.pipeline for a file that will not
+                # read or decode; the actor never sees such a picture.
+                try:
+                    decode_image(read_image_bytes(row.image_path), draft_size=self.draft_size)
+                except (OSError, ValueError) as exc:
+                    row.error = str(exc)
+            out.append({"row": row.row, "id": row.id, "text": row.text, "label": row.label, "error": row.error,
+                        "warnings": row.warnings,
+                        "image_path": None if row.image_path is None else str(row.image_path)})
+        return out
+
+
+class PartitionScorer:
+    """Actor stage: loads the encoders and the head once, then scores whole partitions."""
+
+    def __init__(self, head_bytes: bytes, card: HeadCard, threads: int, images_root: str | None, fmt: str):
+        threads = max(1, int(threads))
+        # Each actor runs its torch and ONNX Runtime work on the CPUs Ray gave it, not on every core.
+        config.set_ort_threads(threads)
+        import torch
+        from safetensors.torch import load as load_tensors
+
+        from core.features.store import FeatureStore
+        from core.scoring.predict import Predictor
+
+        torch.set_num_threads(threads)
+        check_images_root(images_root)
+        self.fmt = fmt
+        self.predictor = Predictor.from_card(load_tensors(head_bytes), card, FeatureStore(None))
+
+    def __call__(self, batch: dict) -> dict:
+        out = {"part": [], "rows": [], "errors": [], "data": [], "seconds": []}
+        for part, first, records, rows in zip(batch["part"], batch["first"], batch["records"], batch["rows"]):
+            started = time.perf_counter()
+            frame = self.score(int(first), records, json.loads(rows))
+            out["part"].append(int(part))
+            out["rows"].append(len(frame))
+            out["errors"].append(int((frame["status"] == "error").sum()))
+            out["data"].append(_to_bytes(frame, self.fmt))
+            out["seconds"].append(time.perf_counter() - started)
+        return out
+
+    def score(self, first: int, records: str, checked: list[dict]) -> pd.DataFrame:
+        """One partition: scored columns, then every input column, for its rows."""
+        from core.features.store import FeatureStore
+        from core.io.tables import PairRow
+        from core.scoring.batch import score_chunk
+        from core.scoring.output import with_input_columns
+
+        rows = [PairRow(row=r["row"], id=r["id"], text=r["text"], label=r["label"], error=r["error"],
+                        warnings=list(r["warnings"]),
+                        image_path=None if r["image_path"] is None else Path(r["image_path"])) for r in checked]
+        # A fresh in-memory store per partition: repeats inside it are encoded once, memory stays flat.
+        self.predictor.store = FeatureStore(None)
+        scored = pd.concat([score_chunk(rows[s:s + LOCAL_CHUNK], self.predictor)
+                            for s in range(0, len(rows), LOCAL_CHUNK)], ignore_index=True)
+        inputs = _records_frame(records)
+        local = with_input_columns(scored.assign(row=scored["row"] - first), inputs)
+        return local.assign(row=scored["row"].to_numpy())
+
+
+def _records_frame(records: str) -> pd.DataFrame:
+    """A partition's input cells back from JSON exactly as read: every cell text (no number or date guessing,
+    so "007" and a column named created_at stay as they were)."""
+    return pd.read_json(io.StringIO(records), orient="split", dtype=False, convert_dates=False,
+                        keep_default_dates=False)
+
+
+def _to_bytes(frame: pd.DataFrame, fmt: str) -> bytes:
+    if fmt == "csv":
+        from core.io.tables import to_safe_csv_bytes
+
+        return to_safe_csv_bytes(frame)
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def _head_bytes(tensors: dict) -> bytes:
+    from safetensors.torch import save
+
+    return save({name: tensor.contiguous() for name, tensor in tensors.items()})
+
+
+def _draft_size(card: HeadCard):
+    """The JPEG draft size of the image encoder the card names (what its own ``decode`` uses)."""
+    from core.encoders.image import IMAGE_SPECS, ImageEncoder
+
+    loader = IMAGE_SPECS.get(card.image_encoder.spec)
+    return tuple(getattr(loader, "draft_size", ImageEncoder.draft_size))
+
+>>>>>>> registry
 
 # ----- the run ---------------------------------------------------------------------------------------
 
-def head_version(head: str | Path | None = None) -> tuple[dict, dict]:
+def head_version(head: str | Path | None = None) -> tuple[dict, HeadCard]:
     """(tensors, card) of a head: a version folder, a version id of the user's registry, or the active one
     (what ``load_default_predictor`` serves), without loading any encoder here."""
     from core.registry import open_registry, read_version_folder
@@ -154,7 +284,7 @@ def head_version(head: str | Path | None = None) -> tuple[dict, dict]:
     return registry.load(head or registry.active_version())
 
 
-def score_on_ray(table_path: str | Path, out_dir: str | Path, *, tensors: dict, card: dict,
+def score_on_ray(table_path: str | Path, out_dir: str | Path, *, tensors: dict, card: HeadCard | dict,
                  images_root: str | Path | None, text_column: str | None = "text",
                  image_column: str | None = "image", label_column: str | None = None,
                  id_column: str | None = None, options: RayOptions | None = None, table: pd.DataFrame | None = None,
@@ -169,7 +299,9 @@ def score_on_ray(table_path: str | Path, out_dir: str | Path, *, tensors: dict, 
     readable here or on a worker; an exception in a worker stops the run with what was written kept.
     """
     from core.io.tables import prepare_pairs, row_ids
+    from core.registry import HeadCard
 
+    card = HeadCard.coerce(card)
     options = options or RayOptions()
     if options.format not in FORMATS:
         raise InputError(f"output format {options.format!r}: choose one of {', '.join(FORMATS)}")
@@ -189,7 +321,7 @@ def score_on_ray(table_path: str | Path, out_dir: str | Path, *, tensors: dict, 
     n_parts = -(-len(table) // size)
     manifest = {"input": {"name": table_path.name, "sha256": file_sha256(table_path), "rows": len(table)},
                 "columns": {**columns, "images_root": root},
-                "head": {"version": card.get("version"), "sha256": hashlib.sha256(head).hexdigest()},
+                "head": {"version": card.version, "sha256": hashlib.sha256(head).hexdigest()},
                 "partition_rows": size, "partitions": n_parts, "format": options.format}
     open_output(out_dir, manifest)
     result = RayRunResult(out_dir, len(table), n_parts)

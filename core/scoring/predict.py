@@ -25,6 +25,7 @@ from core.features.store import FeatureStore, cached_features, content_key, text
 from core.heads.calibration import apply_temperature
 from core.heads.model import HeadConfig, HeadShape, LateFusionHeads
 from core.io.labels import HEAD_NAMES, LABELS
+from core.registry.card import HeadCard
 from core.scoring.answer import answering_heads
 from core.scoring.conflict import CONFLICT_THRESHOLD, conflict_flags
 from core.scoring.precision import apply_precision
@@ -48,22 +49,24 @@ class PairPrediction:
     missing_reason: str | None = None
 
 
-def heads_from_card(tensors: dict[str, torch.Tensor], card: dict) -> LateFusionHeads:
+def heads_from_card(tensors: dict[str, torch.Tensor], card: HeadCard | dict) -> LateFusionHeads:
     """LateFusionHeads built from a version's tensors with the shape its card records."""
+    card = HeadCard.coerce(card)
     shape = HeadShape.from_card(card)
-    head = HeadConfig(text_dim=int(card["text_encoder"]["dim"]), image_dim=int(card["image_encoder"]["dim"]),
+    head = HeadConfig(text_dim=card.text_encoder.dim, image_dim=card.image_encoder.dim,
                       hidden=shape.hidden, dropout=shape.dropout, members=shape.members)
     return LateFusionHeads.from_tensors(tensors, head)
 
 
-def check_card_matches(card: dict, text_encoder, image_encoder) -> None:
+def check_card_matches(card: HeadCard | dict, text_encoder, image_encoder) -> None:
     """Raise HeadMismatch unless the card's encoder ids and sizes are those of the loaded encoders."""
-    for kind, encoder in (("text_encoder", text_encoder), ("image_encoder", image_encoder)):
-        want = card[kind]
-        if want.get("id") != encoder.id or int(want.get("dim")) != encoder.dim:
+    card = HeadCard.coerce(card)
+    for kind, encoder in (("text encoder", text_encoder), ("image encoder", image_encoder)):
+        want = card.text_encoder if kind == "text encoder" else card.image_encoder
+        if want.id != encoder.id or want.dim != encoder.dim:
             raise HeadMismatch(
-                f"this head version was trained on {kind.replace('_', ' ')} '{want.get('spec')}' "
-                f"(id {want.get('id')}, {want.get('dim')}-d) but '{encoder.describe()}' "
+                f"this head version was trained on {kind} '{want.spec}' "
+                f"(id {want.id}, {want.dim}-d) but '{encoder.describe()}' "
                 f"(id {encoder.id}, {encoder.dim}-d) is loaded; train a head for these encoders or load "
                 f"the encoders the head names")
 
@@ -71,13 +74,14 @@ def check_card_matches(card: dict, text_encoder, image_encoder) -> None:
 class Predictor:
     """Scores pairs with one head version: encoders, heads, calibration temperatures and the feature store
     together."""
-    def __init__(self, text_encoder, image_encoder, heads: LateFusionHeads, card: dict,
+    def __init__(self, text_encoder, image_encoder, heads: LateFusionHeads, card: HeadCard | dict,
                  store: FeatureStore | None = None, device: str | torch.device | None = None,
                  precision: str | None = None):
         """``device``: where the heads score (default: the text encoder's device, else the CPU);
         ``precision``: 'auto' / 'fp32' / 'fp16' / 'bf16' for the encoders (``core.scoring.precision``:
         autocast only after its check passes; default ``$MMSA_PRECISION``, else fp16 on a GPU, fp32 on
-        the CPU)."""
+        the CPU). A plain dict ``card`` is checked by ``HeadCard.from_dict``."""
+        card = HeadCard.coerce(card)
         check_card_matches(card, text_encoder, image_encoder)
         self.text_encoder = text_encoder
         self.image_encoder = image_encoder
@@ -91,16 +95,17 @@ class Predictor:
         self.device_heads = self.heads if self.device.type == "cpu" else copy.deepcopy(self.heads).to(self.device)
         self.card = card
         self.store = store if store is not None else FeatureStore(None)
-        self.temperatures = {name: float((card.get("temperatures") or {}).get(name, 1.0)) for name in HEAD_NAMES}
-        self.conflict_threshold = float(card.get("conflict_threshold", CONFLICT_THRESHOLD))
+        self.temperatures = {name: card.temperature(name) for name in HEAD_NAMES}
+        self.conflict_threshold = float(CONFLICT_THRESHOLD if card.conflict_threshold is None else card.conflict_threshold)
         # None in fp32; else the autocast check, and a notice when autocast was asked for and refused.
         self.precision_check, self.notice = apply_precision(self, precision)
 
     @classmethod
-    def from_card(cls, tensors: dict[str, torch.Tensor], card: dict, store: FeatureStore | None = None,
+    def from_card(cls, tensors: dict[str, torch.Tensor], card: HeadCard | dict, store: FeatureStore | None = None,
                   encoders: tuple | None = None, device: str | torch.device | None = None,
                   precision: str | None = None) -> Predictor:
         """Build encoders the card names on ``device`` (or reuse ``encoders`` = (text, image) already loaded)."""
+        card = HeadCard.coerce(card)
         if encoders is None:
             # Without a device the plain one-argument call (its default device is the same), which
             # callers that swap in their own ``encoders(card)`` rely on.
@@ -187,14 +192,20 @@ class Predictor:
         return cached_features(self.store, self.image_encoder.feature_key, self.image_encoder.dim, [key], encode_missing)
 
 
-def load_encoders_for_card(card: dict, device: str | torch.device | None = None):
+def load_encoders_for_card(card: HeadCard | dict, device: str | torch.device | None = None):
     """(text encoder, image encoder) as a card names them, the text adapter included, on ``device``
     (default: ``core.device.choose_device()``)."""
-    text_spec = card["text_encoder"]["spec"].split("+adapter:")[0]
-    adapter = config.resolve_repo_path(card["text_encoder"].get("adapter"))
+    card = HeadCard.coerce(card)
+    return load_encoders(card.text_encoder.spec, card.adapter_dir(), card.image_encoder.spec, device)
+
+
+def load_encoders(text_spec: str, adapter: str | Path | None, image_spec: str,
+                  device: str | torch.device | None = None):
+    """(text encoder, image encoder) for two specs and a LoRA adapter folder (None for none), on ``device``.
+    A text spec recorded with its adapter (``spec+adapter:NAME``) loads the plain spec plus ``adapter``."""
     device = choose_device(device)
-    return (load_text_encoder(text_spec, adapter=adapter, device=device),
-            load_image_encoder(card["image_encoder"]["spec"], device=device))
+    return (load_text_encoder(text_spec.split("+adapter:")[0], adapter=adapter, device=device),
+            load_image_encoder(image_spec, device=device))
 
 
 def load_default_predictor(store: FeatureStore | None = None, version: str | None = None,
