@@ -127,10 +127,42 @@ def _user() -> dict:
     return dict(st.user.to_dict())  # empty unless st.login is configured and used
 
 
+def _client_address() -> str | None:
+    """The address this tab's browser connects from, as the server sees it (the TCP peer: behind a
+    reverse proxy, the proxy's); None when unknown. ``st.context.ip_address`` reports a loopback peer as
+    None, the same as an unknown one, so the peer is read where st.context reads it, the session's client
+    context, falling back to ``st.context.ip_address`` should that place change."""
+    if _in_test_harness():
+        return access.IN_PROCESS
+    try:
+        from streamlit import runtime
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+        ctx = get_script_run_ctx()
+        client = runtime.get_instance().get_client(ctx.session_id) if ctx and runtime.exists() else None
+        address = client.client_context.remote_ip if client is not None else None
+    except (ImportError, AttributeError, RuntimeError):
+        address = st.context.ip_address
+    return address if isinstance(address, str) and address else None
+
+
+def _in_test_harness() -> bool:
+    """Streamlit's AppTest runs the script in-process, with no browser connected (it patches this option
+    in ``streamlit.config``, not the copy ``st.get_option`` holds)."""
+    from streamlit import config as streamlit_config
+
+    return bool(streamlit_config.get_option("global.appTest"))
+
+
+def _from_this_machine() -> bool:
+    headers = {} if _in_test_harness() else st.context.headers
+    return access.from_this_machine(_client_address(), headers.keys())
+
+
 def current_actor() -> Actor:
     """This browser tab's actor (name, role, why); every registry change the pages make names it."""
     return access.actor_for(access_settings(), password_signed_in=bool(st.session_state.get("_operator_password")),
-                            user=_user())
+                            user=_user(), local=_from_this_machine())
 
 
 def _client() -> str:
@@ -151,8 +183,10 @@ def access_panel(key: str) -> Actor:
         st.error(settings.problem)
     st.markdown(f"You are **{'an operator' if actor.is_operator else 'a viewer'}**: {actor.why}.")
     if settings.open:
-        st.caption("Operators activate, roll back, import and delete head versions and read server folders. "
-                   "To make the others viewers on a shared server, set an operator password (see the README).")
+        st.caption("No operator password is set: a browser on the server's own machine is an operator, a browser "
+                   "on any other machine a viewer. Operators activate, roll back, import and delete head versions "
+                   "and read server folders. Behind a reverse proxy on the same machine every browser looks "
+                   "local: set an operator password there (see docs/access.md).")
         return actor
     st.caption("Viewers explore pairs, score batches, train corrections in their own tab and download "
                "versions; operators also activate, roll back, import and delete versions and read server folders.")

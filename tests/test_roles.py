@@ -1,7 +1,8 @@
 """Who may change the model: viewers explore, score and train in their own tab; operators also activate,
 roll back, import and delete versions and read server folders. The pages disable what a viewer cannot
 do, and the core refuses it too; an operator signs in with a password (slowed after wrong guesses) or a
-listed st.login account; with nothing configured the local user is the operator, as before."""
+listed st.login account; with nothing configured a browser on the server's own machine is the operator and
+any other browser a viewer."""
 from __future__ import annotations
 
 import subprocess
@@ -10,7 +11,7 @@ import sys
 import pytest
 
 from app import access as app_access
-from app.access import actor_for, read_settings
+from app.access import actor_for, from_this_machine, read_settings
 from core.access import (
     AccessDenied,
     Actor,
@@ -90,11 +91,30 @@ def test_the_cli_hashes_a_password_read_from_stdin_never_from_the_command_line()
 
 # ----- roles from the configuration ---------------------------------------------------------------
 
-def test_with_nothing_configured_the_local_user_is_the_operator():
+def test_with_nothing_configured_only_a_browser_on_the_servers_machine_is_the_operator():
     settings = read_settings({}, {})
     assert settings.open
-    actor = actor_for(settings, password_signed_in=False, user={})
-    assert actor.is_operator and "no operator password" in actor.why
+    local = actor_for(settings, password_signed_in=False, user={}, local=True)
+    assert local.is_operator and "no operator password" in local.why and "server's own machine" in local.why
+    for remote in (actor_for(settings, password_signed_in=False, user={}, local=False),
+                   actor_for(settings, password_signed_in=False, user={})):  # not said: not local
+        assert remote.role is Role.VIEWER
+        assert "only a browser on the server's own machine may act as operator" in remote.why
+        assert "operator password hash" in remote.why and "hash-password" in remote.why  # how to change it
+    # A password typed in an open server's tab does not make an operator either: there is none to check.
+    assert not actor_for(settings, password_signed_in=True, user={}, local=False).is_operator
+
+
+def test_only_a_direct_loopback_connection_counts_as_this_machine():
+    for address in ("127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1"):
+        assert from_this_machine(address), address
+    for address in ("10.0.0.2", "192.168.1.20", "203.0.113.7", "2001:db8::1", "fe80::1%eth0", "::ffff:10.0.0.2",
+                    "localhost", "not an address", "", None):
+        assert not from_this_machine(address), address  # unknown or unreadable: not local
+    # A reverse proxy on this machine connects from loopback but says whom it forwards.
+    for header in ("X-Forwarded-For", "x-real-ip", "Forwarded"):
+        assert not from_this_machine("127.0.0.1", [header, "Host"]), header
+    assert from_this_machine("127.0.0.1", ["Host", "User-Agent"])
 
 
 def test_with_a_password_everyone_is_a_viewer_until_signed_in(password_hash):
@@ -236,9 +256,10 @@ def sign_in(at, password: str):
     assert not at.exception, at.exception
 
 
-def test_without_configuration_everything_works_as_before(fresh_home):
-    home = open_page("home")
+def test_without_configuration_a_browser_on_this_machine_works_as_before(fresh_home):
+    home = open_page("home")  # Streamlit's test harness runs the page in this process: this machine
     assert "You are **an operator**: no operator password or operator accounts are configured" in texts(home)
+    assert "a browser on any other machine a viewer" in texts(home)
     other = other_version()
     at = open_page("correct")
     at.selectbox(key="correct_version").set_value(other).run()
@@ -248,6 +269,24 @@ def test_without_configuration_everything_works_as_before(fresh_home):
     table = next(d.value for d in at.dataframe if "last activated" in d.value.columns)
     row = table[table["version"] == other].iloc[0]
     assert row["active"] and row["last activated"].endswith("UTC by local user")
+
+
+@pytest.mark.parametrize("address", ["203.0.113.7", None])  # another machine; an address the server cannot tell
+def test_without_a_password_a_browser_on_another_machine_is_a_viewer(fresh_home, monkeypatch, address):
+    from app_pages import common
+
+    monkeypatch.setattr(common, "_client_address", lambda: address)
+    home = open_page("home")
+    assert ("You are **a viewer**: no operator password is configured, so only a browser on the server's own "
+            "machine may act as operator") in texts(home)
+    assert "set an operator password there" in texts(home)  # the proxy caveat on Home
+    other = other_version()
+    at = open_page("correct")
+    at.selectbox(key="correct_version").set_value(other).run()
+    assert button(at, "correct_activate").disabled and "Only operators can do this" in button(at, "correct_activate").help
+
+    monkeypatch.setattr(common, "_client_address", lambda: "127.0.0.1")  # the same page from the server itself
+    assert "You are **an operator**" in texts(open_page("home"))
 
 
 def test_a_viewer_sees_the_controls_disabled_with_the_reason(with_password, app_env):
