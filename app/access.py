@@ -14,12 +14,23 @@ A malformed hash makes nobody an operator by password (it never falls back to "e
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from core import config
-from core.access import Actor, BadPasswordHash, RateLimiter, Role, check_hash_format
+from core.access import (
+    PASSWORD_ACCOUNT,
+    Actor,
+    BadPasswordHash,
+    RateLimiter,
+    Role,
+    SignIn,
+    check_hash_format,
+    try_password,
+)
 
 HASH_ENV, OPERATORS_ENV = config.OPERATOR_PASSWORD_HASH_ENV, config.OPERATORS_ENV
 SECRETS_SECTION = "access"
@@ -30,8 +41,7 @@ IN_PROCESS = "in-process"
 # Headers a reverse proxy adds: a browser that connects to loopback directly never sends them.
 FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
 
-# One limiter per server process: every tab of one client shares its wait.
-LIMITER = RateLimiter()
+LIMITER_FILE = "sign-in-waits.sqlite"  # under MMSA_HOME: the waits outlive a reload and a restart
 
 
 @dataclass(frozen=True)
@@ -81,6 +91,24 @@ def read_settings(secrets: Mapping, env: Mapping) -> AccessSettings:
     providers = sorted(k for k, v in auth.items() if isinstance(v, Mapping)) if isinstance(auth, Mapping) else []
     return AccessSettings(password_hash=password_hash, operators=operators, sign_in_configured="auth" in secrets,
                           login_provider=providers[0] if providers else None, problem=problem)
+
+
+@functools.lru_cache(maxsize=8)
+def _limiter_at(path: Path) -> RateLimiter:
+    return RateLimiter(path)
+
+
+def limiter() -> RateLimiter:
+    """The password limiter of this data folder, shared by every tab and server process that uses it."""
+    return _limiter_at(config.home_dir() / LIMITER_FILE)
+
+
+def sign_in_with_password(password: str, settings: AccessSettings) -> SignIn:
+    """One operator password attempt, slowed per account (the password's one account, ``operator``),
+    whichever tab, address or server process it comes from."""
+    if not settings.password_usable:
+        return SignIn(False, "Operator sign-in by password is off on this server.")
+    return try_password(password, settings.password_hash, limiter(), PASSWORD_ACCOUNT)
 
 
 def from_this_machine(address: str | None, header_names: Iterable[str] = ()) -> bool:

@@ -5,7 +5,6 @@ core/; this file only decides what is cached per process and what is kept per se
 """
 from __future__ import annotations
 
-import secrets
 import tempfile
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import streamlit as st
 from app import access, session
 from app.formatting import pct  # noqa: F401 - the pages format numbers through common
 from core import config
-from core.access import Actor, try_password
+from core.access import Actor
 from core.encoders import EncoderUnavailable
 from core.heads.correction_set import CorrectionSet
 from core.registry import RegistryError
@@ -165,16 +164,6 @@ def current_actor() -> Actor:
                             user=_user(), local=_from_this_machine())
 
 
-def _client() -> str:
-    """Whom the password limiter slows: the client's address where Streamlit knows it, else this tab."""
-    address = getattr(st.context, "ip_address", None)
-    if isinstance(address, str) and address:
-        return f"ip:{address}"
-    if "_client_id" not in st.session_state:
-        st.session_state["_client_id"] = secrets.token_hex(8)
-    return f"tab:{st.session_state['_client_id']}"
-
-
 def access_panel(key: str) -> Actor:
     """Say which role this tab has and why; offer operator sign-in (password, st.login) or sign-out."""
     settings = access_settings()
@@ -202,7 +191,7 @@ def access_panel(key: str) -> Actor:
             password = st.text_input("Operator password", type="password", key=f"{key}_password")
             submitted = st.form_submit_button("Sign in as operator")
         if submitted:
-            outcome = try_password(password, settings.password_hash, access.LIMITER, _client())
+            outcome = access.sign_in_with_password(password, settings)
             if outcome.ok:
                 st.session_state["_operator_password"] = True
                 st.rerun()

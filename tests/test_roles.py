@@ -59,23 +59,63 @@ def test_the_password_is_kept_only_as_a_salted_hash_compared_in_constant_time(pa
     assert "hunter2" not in str(refused.value)  # a misconfigured secret is never echoed
 
 
-def test_each_wrong_password_makes_the_next_try_wait_longer(password_hash):
+def test_each_wrong_password_makes_the_next_try_wait_longer(password_hash, tmp_path):
     clock = Clock()
-    limiter = RateLimiter(clock=clock)
-    first = try_password("guess", password_hash, limiter, "ip:1")
+    limiter = RateLimiter(tmp_path / "waits.sqlite", clock=clock)
+    first = try_password("guess", password_hash, limiter)
     assert not first.ok and first.message == "Wrong password. The next try is possible in 1 s."
-    # Even the right password is refused, unchecked, while the client waits.
-    early = try_password(PASSWORD, password_hash, limiter, "ip:1")
+    # Even the right password is refused, unchecked, while the account waits.
+    early = try_password(PASSWORD, password_hash, limiter, "operator")
     assert not early.ok and "Too many wrong passwords" in early.message
-    assert try_password(PASSWORD, password_hash, limiter, "ip:2").ok  # another client is not slowed
+    assert try_password(PASSWORD, password_hash, limiter, "another account").ok  # another account is not slowed
     clock.now += 1
-    assert "in 2 s" in try_password("guess", password_hash, limiter, "ip:1").message
+    assert "in 2 s" in try_password("guess", password_hash, limiter).message
     clock.now += 2
-    assert "in 4 s" in try_password("guess", password_hash, limiter, "ip:1").message
+    assert "in 4 s" in try_password("guess", password_hash, limiter).message
     clock.now += 4
-    assert try_password(PASSWORD, password_hash, limiter, "ip:1").ok
-    assert limiter.wait_left("ip:1") == 0  # a right password clears the count
-    assert "in 1 s" in try_password("guess", password_hash, limiter, "ip:1").message
+    assert try_password(PASSWORD, password_hash, limiter).ok
+    assert limiter.wait_left("operator") == 0  # a right password clears the count
+    assert "in 1 s" in try_password("guess", password_hash, limiter).message
+
+
+def test_the_wait_holds_for_the_account_across_tabs_addresses_and_a_server_restart(password_hash, tmp_path):
+    """Two guessers (two tabs, two addresses, one proxy: the limiter never asks) add up on the one
+    account; a new limiter on the same file, as after a restart, still makes the next guesser wait."""
+    clock, path = Clock(), tmp_path / "home" / "sign-in-waits.sqlite"
+    first_process = RateLimiter(path, clock=clock)
+    second_process = RateLimiter(path, clock=clock)  # another server process on the same data folder
+    assert "in 1 s" in try_password("guess 1", password_hash, first_process).message
+    clock.now += 1
+    assert "in 2 s" in try_password("guess 2", password_hash, second_process).message
+    first_process.close()
+    second_process.close()
+
+    restarted = RateLimiter(path, clock=clock)
+    assert restarted.wait_left("operator") == 2
+    assert "Too many wrong passwords: try again in 2 s" in try_password(PASSWORD, password_hash, restarted).message
+    clock.now += 2
+    assert "in 4 s" in try_password("guess 3", password_hash, restarted).message
+    clock.now += 4
+    assert try_password(PASSWORD, password_hash, restarted).ok
+    assert RateLimiter(path, clock=clock).wait_left("operator") == 0  # the success is kept too
+
+
+def test_the_waits_file_stays_small_and_a_damaged_one_starts_again(tmp_path):
+    clock, path = Clock(), tmp_path / "sign-in-waits.sqlite"
+    limiter = RateLimiter(path, clock=clock, max_accounts=3, first_wait=100, max_wait=1000)
+    for n in range(10):
+        clock.now += 1
+        limiter.failed(f"account {n}")
+    assert [limiter.wait_left(f"account {n}") > 0 for n in range(10)] == [False] * 7 + [True] * 3
+    assert limiter.failed("account 9") == 200
+    clock.now += 86_400  # a day of quiet: the next wrong guess starts again from the first wait
+    assert limiter.failed("account 9") == 100
+    limiter.close()
+
+    path.write_bytes(b"not a database" * 100)
+    with pytest.warns(UserWarning, match="was damaged"):
+        again = RateLimiter(path, clock=clock)
+    assert again.failed("operator") == 1 and RateLimiter(path, clock=clock).wait_left("operator") == 1
 
 
 def test_the_cli_hashes_a_password_read_from_stdin_never_from_the_command_line():
@@ -229,7 +269,8 @@ def with_password(fresh_home, password_hash, monkeypatch):
     """A shared server: an operator password is set; the limiter runs on a clock the test moves."""
     monkeypatch.setenv("MMSA_OPERATOR_PASSWORD_HASH", password_hash)
     clock = Clock()
-    monkeypatch.setattr(app_access, "LIMITER", RateLimiter(clock=clock))
+    path = fresh_home / app_access.LIMITER_FILE
+    monkeypatch.setattr(app_access, "limiter", lambda: RateLimiter(path, clock=clock))  # a fresh one each time, as after a restart
     return clock
 
 
@@ -336,6 +377,23 @@ def test_a_wrong_password_is_refused_and_slowed_and_the_right_one_makes_an_opera
     assert PASSWORD not in str(at.session_state.to_dict())  # the form cleared it; only a flag is kept
     button(at, "home_access_sign_out").click().run()
     assert "You are **a viewer**" in texts(at)
+
+
+def test_a_reload_or_another_tab_does_not_reset_the_wait(with_password):
+    clock = with_password
+    sign_in(open_page("home"), "guess 1")
+    clock.now += 1
+    other_tab = open_page("home")  # a reload, a second tab, another address: the same account
+    sign_in(other_tab, "guess 2")
+    assert other_tab.error[0].value == "Wrong password. The next try is possible in 2 s."
+    clock.now += 1
+    reloaded = open_page("home")
+    sign_in(reloaded, PASSWORD)
+    assert "Too many wrong passwords: try again in 1 s." == reloaded.error[0].value
+    assert "You are **a viewer**" in texts(reloaded)
+    clock.now += 1
+    sign_in(reloaded, PASSWORD)
+    assert "You are **an operator**" in texts(reloaded)
 
 
 def test_two_tabs_only_the_operators_activation_changes_what_both_are_served(with_password):
