@@ -5,12 +5,11 @@ core/; this file only decides what is cached per process and what is kept per se
 """
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import streamlit as st
 
-from app import access, session
+from app import access, session, uploads
 from app.formatting import pct  # noqa: F401 - the pages format numbers through common
 from core import config
 from core.access import Actor
@@ -97,11 +96,27 @@ def corrections() -> CorrectionSet:
 
 
 def session_dir(name: str) -> Path:
-    """A temp folder for this browser tab's uploads (one per purpose, reused across reruns)."""
-    key = f"_tmpdir_{name}"
-    if key not in st.session_state or not Path(st.session_state[key]).is_dir():
-        st.session_state[key] = tempfile.mkdtemp(prefix=f"mmsa-{name}-")
-    return Path(st.session_state[key])
+    """A folder for this browser tab's uploads (one per purpose, reused across reruns); it is removed
+    once the tab's session has ended (``app.uploads.sweep``, run now and then from here)."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    root = uploads.uploads_root()
+    uploads.sweep_now_and_then(root, _live_session_ids)
+    ctx = get_script_run_ctx()
+    return uploads.session_folder(root, ctx.session_id if ctx else "no-session", name)
+
+
+def _live_session_ids() -> set[str] | None:
+    """The ids of the sessions this server still knows (connected, or disconnected but resumable); None
+    when they cannot be read. Streamlit has no public list: this reads its session manager, here only."""
+    try:
+        from streamlit import runtime
+
+        if not runtime.exists():
+            return None
+        return {info.session.id for info in runtime.get_instance()._session_mgr.list_sessions()}
+    except (ImportError, AttributeError, TypeError):
+        return None
 
 
 def duration(seconds: float | None) -> str:
