@@ -1,7 +1,10 @@
 """Which role a browser tab has, from the server's configuration (no Streamlit here: the pages pass in
-``st.secrets``, the environment and ``st.user``).
+``st.secrets``, the environment, ``st.user`` and where the browser connects from).
 
-- Nothing configured: the single local user is the operator (a laptop).
+- Nothing configured: a browser on the server's own machine (a loopback connection) is the operator (a
+  laptop); a browser anywhere else is a viewer, since Streamlit listens on every interface and anyone
+  who reaches the port would otherwise change what everyone is served. Behind a reverse proxy on the
+  same machine every browser connects from loopback: set a password there.
 - An operator password hash (``[access] operator_password_hash`` in secrets, or
   ``MMSA_OPERATOR_PASSWORD_HASH``): everyone is a viewer until they sign in with the password.
 - Operator accounts (``[access] operators = [emails]``, or ``MMSA_OPERATORS``, comma-separated) with
@@ -11,17 +14,34 @@ A malformed hash makes nobody an operator by password (it never falls back to "e
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+import ipaddress
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from core import config
-from core.access import Actor, BadPasswordHash, RateLimiter, Role, check_hash_format
+from core.access import (
+    PASSWORD_ACCOUNT,
+    Actor,
+    BadPasswordHash,
+    RateLimiter,
+    Role,
+    SignIn,
+    check_hash_format,
+    try_password,
+)
 
 HASH_ENV, OPERATORS_ENV = config.OPERATOR_PASSWORD_HASH_ENV, config.OPERATORS_ENV
 SECRETS_SECTION = "access"
 
-# One limiter per server process: every tab of one client shares its wait.
-LIMITER = RateLimiter()
+# The page's stand-in address when no browser is connected at all (the script runs inside Streamlit's
+# test harness, in this process, as the command line does).
+IN_PROCESS = "in-process"
+# Headers a reverse proxy adds: a browser that connects to loopback directly never sends them.
+FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
+
+LIMITER_FILE = "sign-in-waits.sqlite"  # under MMSA_HOME: the waits outlive a reload and a restart
 
 
 @dataclass(frozen=True)
@@ -34,7 +54,7 @@ class AccessSettings:
 
     @property
     def open(self) -> bool:
-        """No operator password and no operator accounts: whoever opens the app is the operator."""
+        """No operator password and no operator accounts: a browser on the server's machine is the operator."""
         return not self.password_hash and not self.operators and self.problem is None
 
     @property
@@ -73,13 +93,58 @@ def read_settings(secrets: Mapping, env: Mapping) -> AccessSettings:
                           login_provider=providers[0] if providers else None, problem=problem)
 
 
-def actor_for(settings: AccessSettings, *, password_signed_in: bool, user: Mapping | None) -> Actor:
-    """This tab's actor: who they are (a name to show and record, never a secret), their role and why."""
+@functools.lru_cache(maxsize=8)
+def _limiter_at(path: Path) -> RateLimiter:
+    return RateLimiter(path)
+
+
+def limiter() -> RateLimiter:
+    """The password limiter of this data folder, shared by every tab and server process that uses it."""
+    return _limiter_at(config.home_dir() / LIMITER_FILE)
+
+
+def sign_in_with_password(password: str, settings: AccessSettings) -> SignIn:
+    """One operator password attempt, slowed per account (the password's one account, ``operator``),
+    whichever tab, address or server process it comes from."""
+    if not settings.password_usable:
+        return SignIn(False, "Operator sign-in by password is off on this server.")
+    return try_password(password, settings.password_hash, limiter(), PASSWORD_ACCOUNT)
+
+
+def from_this_machine(address: str | None, header_names: Iterable[str] = ()) -> bool:
+    """Whether a browser connects from the server's own machine: its connection's address (the TCP
+    peer) is a loopback one (127.0.0.0/8, ::1) and no proxy forwarded it. An unknown or unreadable
+    address is not local."""
+    if address == IN_PROCESS:
+        return True
+    if not isinstance(address, str) or not address:
+        return False
+    if any(str(name).lower() in FORWARDING_HEADERS for name in header_names):
+        return False
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone (fe80::1%eth0)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1, as a dual-stack socket reports an IPv4 peer
+    return ip.is_loopback
+
+
+def actor_for(settings: AccessSettings, *, password_signed_in: bool, user: Mapping | None,
+              local: bool = False) -> Actor:
+    """This tab's actor: who they are (a name to show and record, never a secret), their role and why.
+    ``local``: the browser connects from the server's own machine (``from_this_machine``); it matters
+    only when nothing is configured."""
     user = user or {}
     email = str(user.get("email") or "").strip() if user.get("is_logged_in") else ""
     if settings.open:
-        return Actor("local user", Role.OPERATOR, "no operator password or operator accounts are configured, "
-                     "so whoever opens the app is the operator")
+        if local:
+            return Actor("local user", Role.OPERATOR, "no operator password or operator accounts are configured, "
+                         "and this browser is on the server's own machine")
+        return Actor("viewer", Role.VIEWER, "no operator password is configured, so only a browser on the "
+                     "server's own machine may act as operator; to sign in from here, the server's "
+                     "administrator sets an operator password hash (`python -m core.cli hash-password`, "
+                     "see docs/access.md)")
     if email and email.lower() in settings.operators:
         return Actor(email, Role.OPERATOR, "signed in with a listed operator account")
     if password_signed_in and settings.password_usable:

@@ -5,16 +5,14 @@ core/; this file only decides what is cached per process and what is kept per se
 """
 from __future__ import annotations
 
-import secrets
-import tempfile
 from pathlib import Path
 
 import streamlit as st
 
-from app import access, session
+from app import access, session, uploads
 from app.formatting import pct  # noqa: F401 - the pages format numbers through common
 from core import config
-from core.access import Actor, try_password
+from core.access import Actor
 from core.encoders import EncoderUnavailable
 from core.heads.correction_set import CorrectionSet
 from core.registry import RegistryError
@@ -97,11 +95,27 @@ def corrections() -> CorrectionSet:
 
 
 def session_dir(name: str) -> Path:
-    """A temp folder for this browser tab's uploads (one per purpose, reused across reruns)."""
-    key = f"_tmpdir_{name}"
-    if key not in st.session_state or not Path(st.session_state[key]).is_dir():
-        st.session_state[key] = tempfile.mkdtemp(prefix=f"mmsa-{name}-")
-    return Path(st.session_state[key])
+    """A folder for this browser tab's uploads (one per purpose, reused across reruns); it is removed
+    once the tab's session has ended (``app.uploads.sweep``, run now and then from here)."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    root = uploads.uploads_root()
+    uploads.sweep_now_and_then(root, _live_session_ids)
+    ctx = get_script_run_ctx()
+    return uploads.session_folder(root, ctx.session_id if ctx else "no-session", name)
+
+
+def _live_session_ids() -> set[str] | None:
+    """The ids of the sessions this server still knows (connected, or disconnected but resumable); None
+    when they cannot be read. Streamlit has no public list: this reads its session manager, here only."""
+    try:
+        from streamlit import runtime
+
+        if not runtime.exists():
+            return None
+        return {info.session.id for info in runtime.get_instance()._session_mgr.list_sessions()}
+    except (ImportError, AttributeError, TypeError):
+        return None
 
 
 def duration(seconds: float | None) -> str:
@@ -126,20 +140,42 @@ def _user() -> dict:
     return dict(st.user.to_dict())  # empty unless st.login is configured and used
 
 
+def _client_address() -> str | None:
+    """The address this tab's browser connects from, as the server sees it (the TCP peer: behind a
+    reverse proxy, the proxy's); None when unknown. ``st.context.ip_address`` reports a loopback peer as
+    None, the same as an unknown one, so the peer is read where st.context reads it, the session's client
+    context, falling back to ``st.context.ip_address`` should that place change."""
+    if _in_test_harness():
+        return access.IN_PROCESS
+    try:
+        from streamlit import runtime
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+        ctx = get_script_run_ctx()
+        client = runtime.get_instance().get_client(ctx.session_id) if ctx and runtime.exists() else None
+        address = client.client_context.remote_ip if client is not None else None
+    except (ImportError, AttributeError, RuntimeError):
+        address = st.context.ip_address
+    return address if isinstance(address, str) and address else None
+
+
+def _in_test_harness() -> bool:
+    """Streamlit's AppTest runs the script in-process, with no browser connected (it patches this option
+    in ``streamlit.config``, not the copy ``st.get_option`` holds)."""
+    from streamlit import config as streamlit_config
+
+    return bool(streamlit_config.get_option("global.appTest"))
+
+
+def _from_this_machine() -> bool:
+    headers = {} if _in_test_harness() else st.context.headers
+    return access.from_this_machine(_client_address(), headers.keys())
+
+
 def current_actor() -> Actor:
     """This browser tab's actor (name, role, why); every registry change the pages make names it."""
     return access.actor_for(access_settings(), password_signed_in=bool(st.session_state.get("_operator_password")),
-                            user=_user())
-
-
-def _client() -> str:
-    """Whom the password limiter slows: the client's address where Streamlit knows it, else this tab."""
-    address = getattr(st.context, "ip_address", None)
-    if isinstance(address, str) and address:
-        return f"ip:{address}"
-    if "_client_id" not in st.session_state:
-        st.session_state["_client_id"] = secrets.token_hex(8)
-    return f"tab:{st.session_state['_client_id']}"
+                            user=_user(), local=_from_this_machine())
 
 
 def access_panel(key: str) -> Actor:
@@ -150,8 +186,10 @@ def access_panel(key: str) -> Actor:
         st.error(settings.problem)
     st.markdown(f"You are **{'an operator' if actor.is_operator else 'a viewer'}**: {actor.why}.")
     if settings.open:
-        st.caption("Operators activate, roll back, import and delete head versions and read server folders. "
-                   "To make the others viewers on a shared server, set an operator password (see the README).")
+        st.caption("No operator password is set: a browser on the server's own machine is an operator, a browser "
+                   "on any other machine a viewer. Operators activate, roll back, import and delete head versions "
+                   "and read server folders. Behind a reverse proxy on the same machine every browser looks "
+                   "local: set an operator password there (see docs/access.md).")
         return actor
     st.caption("Viewers explore pairs, score batches, train corrections in their own tab and download "
                "versions; operators also activate, roll back, import and delete versions and read server folders.")
@@ -167,7 +205,7 @@ def access_panel(key: str) -> Actor:
             password = st.text_input("Operator password", type="password", key=f"{key}_password")
             submitted = st.form_submit_button("Sign in as operator")
         if submitted:
-            outcome = try_password(password, settings.password_hash, access.LIMITER, _client())
+            outcome = access.sign_in_with_password(password, settings)
             if outcome.ok:
                 st.session_state["_operator_password"] = True
                 st.rerun()

@@ -8,19 +8,24 @@ so a disabled button is not the only guard. The command line acts as the operato
 
 The operator password is never stored: only ``scrypt$n$r$p$salt$hash`` (hex), made by
 ``python -m core.cli hash-password``; ``verify_password`` compares in constant time and
-``RateLimiter`` makes each wrong guess wait longer than the last.
+``RateLimiter`` makes each wrong guess on an account wait longer than the last, across tabs, addresses
+and restarts.
 """
 from __future__ import annotations
 
+import contextlib
 import getpass
 import hashlib
 import hmac
 import secrets
+import sqlite3
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 
 from core.errors import InputError
 
@@ -133,35 +138,106 @@ def verify_password(password: str, encoded: str) -> bool:
 # ---- slowing down guessers
 
 class RateLimiter:
-    """Per-client wait after wrong passwords: 1 s after the first, doubling with each further one (at most
-    ``max_wait`` s). While a client waits, its attempts are refused unchecked; a right password clears it.
-    Thread-safe: one limiter serves every browser tab of a server process."""
+    """Per-account wait after wrong passwords: 1 s after the first, doubling with each further one (at most
+    ``max_wait`` s). While an account waits, attempts on it are refused unchecked; a right password clears it.
 
-    def __init__(self, first_wait: float = 1.0, max_wait: float = 300.0, clock: Callable[[], float] = time.monotonic,
-                 max_clients: int = 10_000):
-        self.first_wait, self.max_wait, self.clock, self.max_clients = first_wait, max_wait, clock, max_clients
-        self._failures: dict[str, tuple[int, float]] = {}  # client -> (wrong guesses, may try again at)
+    Keyed by the account guessed at (the operator password is one account), not by who guesses: tabs,
+    reloads and addresses (everyone behind one proxy shares one) change nothing. The counts live in a small
+    SQLite file (``path``), so a server restart does not clear them either and several server processes
+    share them; ``path=None`` keeps them in memory. The file holds at most ``max_accounts`` rows (the
+    oldest go first), and an account quiet for ``forget_after`` s starts again from 1 s.
+    A file that cannot be opened or written leaves the waits in memory, with a warning."""
+
+    def __init__(self, path: str | Path | None = None, first_wait: float = 1.0, max_wait: float = 300.0,
+                 clock: Callable[[], float] = time.time, max_accounts: int = 1_000, forget_after: float = 86_400.0):
+        self.first_wait, self.max_wait, self.clock = first_wait, max_wait, clock
+        self.max_accounts, self.forget_after = max_accounts, forget_after
+        self.path = Path(path) if path is not None else None
+        self.notice: str | None = None  # why the waits are kept in memory only, when they are
         self._lock = threading.Lock()
+        try:
+            self._db = self._open(self.path)
+        except (sqlite3.OperationalError, OSError) as error:  # read-only, full, no permission
+            self._in_memory(f"the sign-in waits file {self.path} cannot be used ({error})")
+        except sqlite3.DatabaseError as error:  # not a database: it only held waits, start it again
+            warnings.warn(f"the sign-in waits file {self.path} was damaged ({error}); it is started again")
+            try:
+                self.path.unlink()
+                self._db = self._open(self.path)
+            except (sqlite3.Error, OSError) as second:
+                self._in_memory(f"the sign-in waits file {self.path} cannot be replaced ({second})")
 
-    def wait_left(self, client: str) -> float:
-        """Seconds before ``client`` may try again (0 when it may now)."""
-        with self._lock:
-            _, until = self._failures.get(client, (0, 0.0))
-        return max(0.0, until - self.clock())
+    @staticmethod
+    def _open(path: Path | None) -> sqlite3.Connection:
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        # Autocommit mode: each change is its own BEGIN IMMEDIATE … COMMIT, atomic across processes.
+        db = sqlite3.connect(str(path) if path else ":memory:", timeout=10, isolation_level=None,
+                             check_same_thread=False)
+        try:
+            db.execute("CREATE TABLE IF NOT EXISTS failures (account TEXT PRIMARY KEY, count INTEGER NOT NULL,"
+                       " until REAL NOT NULL, last REAL NOT NULL)")
+            db.execute("SELECT account, count, until, last FROM failures LIMIT 1").fetchall()
+        except sqlite3.Error:
+            db.close()
+            raise
+        return db
 
-    def failed(self, client: str) -> float:
-        """Record a wrong password; returns the wait it earned."""
+    def _in_memory(self, reason: str) -> None:
+        self.notice = f"{reason}; waits after wrong passwords last until the server restarts"
+        warnings.warn(self.notice)
+        self.path = None
+        self._db = self._open(None)
+
+    def wait_left(self, account: str) -> float:
+        """Seconds before ``account`` may be tried again (0 when it may now)."""
         with self._lock:
-            if len(self._failures) >= self.max_clients:  # a flood of clients must not grow memory forever
-                self._failures.pop(next(iter(self._failures)))
-            count = self._failures.get(client, (0, 0.0))[0] + 1
-            wait = min(self.max_wait, self.first_wait * 2 ** (count - 1))
-            self._failures[client] = (count, self.clock() + wait)
+            row = self._run(lambda: self._db.execute("SELECT until FROM failures WHERE account = ?",
+                                                     (account,)).fetchone())
+        # A wall clock set back must not turn one wait into hours.
+        return min(self.max_wait, max(0.0, row[0] - self.clock())) if row else 0.0
+
+    def failed(self, account: str) -> float:
+        """Record a wrong password for ``account``; returns the wait it earned."""
+        def record() -> float:
+            now = self.clock()
+            self._db.execute("BEGIN IMMEDIATE")  # read, count and write as one step, whoever else writes
+            try:
+                row = self._db.execute("SELECT count, last FROM failures WHERE account = ?", (account,)).fetchone()
+                count = row[0] + 1 if row and now - row[1] < self.forget_after else 1
+                wait = min(self.max_wait, self.first_wait * 2 ** min(count - 1, 64))
+                self._db.execute("INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?)",
+                                 (account, count, now + wait, now))
+                # A flood of accounts must not grow the file forever: the longest quiet ones go.
+                self._db.execute("DELETE FROM failures WHERE account IN (SELECT account FROM failures "
+                                 "ORDER BY last DESC LIMIT -1 OFFSET ?)", (self.max_accounts,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+                raise
             return wait
 
-    def succeeded(self, client: str) -> None:
         with self._lock:
-            self._failures.pop(client, None)
+            return self._run(record)
+
+    def succeeded(self, account: str) -> None:
+        """A right password: ``account`` starts again with no wait."""
+        with self._lock:
+            self._run(lambda: self._db.execute("DELETE FROM failures WHERE account = ?", (account,)))
+
+    def _run(self, step: Callable):
+        try:
+            return step()
+        except sqlite3.Error as error:  # a full or read-only disk, a file damaged under the server
+            if self.path is None:
+                raise
+            self._in_memory(f"the sign-in waits file {self.path} cannot be used ({error})")
+            return step()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
 
 
 @dataclass(frozen=True)
@@ -172,13 +248,16 @@ class SignIn:
     message: str = ""
 
 
-def try_password(password: str, encoded: str, limiter: RateLimiter, client: str) -> SignIn:
-    """Check an operator password attempt from ``client`` through the limiter (nothing here logs or keeps it)."""
-    wait = limiter.wait_left(client)
+PASSWORD_ACCOUNT = "operator"  # the one account the operator password signs in to
+
+
+def try_password(password: str, encoded: str, limiter: RateLimiter, account: str = PASSWORD_ACCOUNT) -> SignIn:
+    """Check a password attempt on ``account`` through the limiter (nothing here logs or keeps the password)."""
+    wait = limiter.wait_left(account)
     if wait > 0:
         return SignIn(False, f"Too many wrong passwords: try again in {wait:.0f} s.")
     if verify_password(password, encoded):
-        limiter.succeeded(client)
+        limiter.succeeded(account)
         return SignIn(True)
-    wait = limiter.failed(client)
+    wait = limiter.failed(account)
     return SignIn(False, f"Wrong password. The next try is possible in {wait:.0f} s.")

@@ -3,6 +3,7 @@
 Every ``MMSA_*`` variable is read here and nowhere else (the README's table lists them all), so a test,
 a CLI run and the app can each use their own folders and settings:
 - ``MMSA_HOME``       feature store, head registry, scoring history (default ``~/.cache/mmsa``)
+- ``MMSA_FEATURE_STORE_MAX_BYTES``   the feature store's size bound (default 2 GiB)
 - ``MMSA_DATA_ROOT``  the only server folder the batch page may read images from (default: the
                       shared data folder beside the checkout, else the home folder)
 - ``MMSA_MVSA_DIR``   MVSA-Single (default ``../shared/data/mvsa_single`` beside the checkout)
@@ -25,6 +26,7 @@ EXAMPLES_DIR = ASSETS / "examples"
 
 
 HOME_ENV = "MMSA_HOME"
+FEATURE_STORE_MAX_BYTES_ENV = "MMSA_FEATURE_STORE_MAX_BYTES"
 DATA_ROOT_ENV = "MMSA_DATA_ROOT"
 MVSA_DIR_ENV = "MMSA_MVSA_DIR"
 HEAD_DIR_ENV = "MMSA_HEAD_DIR"
@@ -68,6 +70,21 @@ def home_dir() -> Path:
 def feature_store_path() -> Path:
     """The SQLite feature store's file under the home folder."""
     return home_dir() / "features.sqlite"
+
+
+DEFAULT_FEATURE_STORE_MAX_BYTES = 2 * 2 ** 30
+_SIZE_UNITS = {"": 1, "k": 2 ** 10, "m": 2 ** 20, "g": 2 ** 30, "t": 2 ** 40}
+
+
+def feature_store_max_bytes() -> int:
+    """``MMSA_FEATURE_STORE_MAX_BYTES``: the feature store's size bound in bytes (``500M``, ``2G``, ``2GiB``
+    and plain byte counts are read; K/M/G/T count in 1024s); ``0`` lifts the bound. Unset or unreadable:
+    2 GiB. Past the bound the least recently used vectors are dropped (``core.features.store``)."""
+    value = (_setting(FEATURE_STORE_MAX_BYTES_ENV) or "").lower().replace(" ", "").removesuffix("b").removesuffix("i")
+    number, unit = value.rstrip("kmgt"), value[len(value.rstrip("kmgt")):]
+    if not number.isdigit() or unit not in _SIZE_UNITS:
+        return DEFAULT_FEATURE_STORE_MAX_BYTES
+    return int(number) * _SIZE_UNITS[unit]
 
 
 def registry_root() -> Path:

@@ -1,7 +1,8 @@
 """Who may change the model: viewers explore, score and train in their own tab; operators also activate,
 roll back, import and delete versions and read server folders. The pages disable what a viewer cannot
 do, and the core refuses it too; an operator signs in with a password (slowed after wrong guesses) or a
-listed st.login account; with nothing configured the local user is the operator, as before."""
+listed st.login account; with nothing configured a browser on the server's own machine is the operator and
+any other browser a viewer."""
 from __future__ import annotations
 
 import subprocess
@@ -10,7 +11,7 @@ import sys
 import pytest
 
 from app import access as app_access
-from app.access import actor_for, read_settings
+from app.access import actor_for, from_this_machine, read_settings
 from core.access import (
     AccessDenied,
     Actor,
@@ -58,23 +59,63 @@ def test_the_password_is_kept_only_as_a_salted_hash_compared_in_constant_time(pa
     assert "hunter2" not in str(refused.value)  # a misconfigured secret is never echoed
 
 
-def test_each_wrong_password_makes_the_next_try_wait_longer(password_hash):
+def test_each_wrong_password_makes_the_next_try_wait_longer(password_hash, tmp_path):
     clock = Clock()
-    limiter = RateLimiter(clock=clock)
-    first = try_password("guess", password_hash, limiter, "ip:1")
+    limiter = RateLimiter(tmp_path / "waits.sqlite", clock=clock)
+    first = try_password("guess", password_hash, limiter)
     assert not first.ok and first.message == "Wrong password. The next try is possible in 1 s."
-    # Even the right password is refused, unchecked, while the client waits.
-    early = try_password(PASSWORD, password_hash, limiter, "ip:1")
+    # Even the right password is refused, unchecked, while the account waits.
+    early = try_password(PASSWORD, password_hash, limiter, "operator")
     assert not early.ok and "Too many wrong passwords" in early.message
-    assert try_password(PASSWORD, password_hash, limiter, "ip:2").ok  # another client is not slowed
+    assert try_password(PASSWORD, password_hash, limiter, "another account").ok  # another account is not slowed
     clock.now += 1
-    assert "in 2 s" in try_password("guess", password_hash, limiter, "ip:1").message
+    assert "in 2 s" in try_password("guess", password_hash, limiter).message
     clock.now += 2
-    assert "in 4 s" in try_password("guess", password_hash, limiter, "ip:1").message
+    assert "in 4 s" in try_password("guess", password_hash, limiter).message
     clock.now += 4
-    assert try_password(PASSWORD, password_hash, limiter, "ip:1").ok
-    assert limiter.wait_left("ip:1") == 0  # a right password clears the count
-    assert "in 1 s" in try_password("guess", password_hash, limiter, "ip:1").message
+    assert try_password(PASSWORD, password_hash, limiter).ok
+    assert limiter.wait_left("operator") == 0  # a right password clears the count
+    assert "in 1 s" in try_password("guess", password_hash, limiter).message
+
+
+def test_the_wait_holds_for_the_account_across_tabs_addresses_and_a_server_restart(password_hash, tmp_path):
+    """Two guessers (two tabs, two addresses, one proxy: the limiter never asks) add up on the one
+    account; a new limiter on the same file, as after a restart, still makes the next guesser wait."""
+    clock, path = Clock(), tmp_path / "home" / "sign-in-waits.sqlite"
+    first_process = RateLimiter(path, clock=clock)
+    second_process = RateLimiter(path, clock=clock)  # another server process on the same data folder
+    assert "in 1 s" in try_password("guess 1", password_hash, first_process).message
+    clock.now += 1
+    assert "in 2 s" in try_password("guess 2", password_hash, second_process).message
+    first_process.close()
+    second_process.close()
+
+    restarted = RateLimiter(path, clock=clock)
+    assert restarted.wait_left("operator") == 2
+    assert "Too many wrong passwords: try again in 2 s" in try_password(PASSWORD, password_hash, restarted).message
+    clock.now += 2
+    assert "in 4 s" in try_password("guess 3", password_hash, restarted).message
+    clock.now += 4
+    assert try_password(PASSWORD, password_hash, restarted).ok
+    assert RateLimiter(path, clock=clock).wait_left("operator") == 0  # the success is kept too
+
+
+def test_the_waits_file_stays_small_and_a_damaged_one_starts_again(tmp_path):
+    clock, path = Clock(), tmp_path / "sign-in-waits.sqlite"
+    limiter = RateLimiter(path, clock=clock, max_accounts=3, first_wait=100, max_wait=1000)
+    for n in range(10):
+        clock.now += 1
+        limiter.failed(f"account {n}")
+    assert [limiter.wait_left(f"account {n}") > 0 for n in range(10)] == [False] * 7 + [True] * 3
+    assert limiter.failed("account 9") == 200
+    clock.now += 86_400  # a day of quiet: the next wrong guess starts again from the first wait
+    assert limiter.failed("account 9") == 100
+    limiter.close()
+
+    path.write_bytes(b"not a database" * 100)
+    with pytest.warns(UserWarning, match="was damaged"):
+        again = RateLimiter(path, clock=clock)
+    assert again.failed("operator") == 1 and RateLimiter(path, clock=clock).wait_left("operator") == 1
 
 
 def test_the_cli_hashes_a_password_read_from_stdin_never_from_the_command_line():
@@ -90,11 +131,30 @@ def test_the_cli_hashes_a_password_read_from_stdin_never_from_the_command_line()
 
 # ----- roles from the configuration ---------------------------------------------------------------
 
-def test_with_nothing_configured_the_local_user_is_the_operator():
+def test_with_nothing_configured_only_a_browser_on_the_servers_machine_is_the_operator():
     settings = read_settings({}, {})
     assert settings.open
-    actor = actor_for(settings, password_signed_in=False, user={})
-    assert actor.is_operator and "no operator password" in actor.why
+    local = actor_for(settings, password_signed_in=False, user={}, local=True)
+    assert local.is_operator and "no operator password" in local.why and "server's own machine" in local.why
+    for remote in (actor_for(settings, password_signed_in=False, user={}, local=False),
+                   actor_for(settings, password_signed_in=False, user={})):  # not said: not local
+        assert remote.role is Role.VIEWER
+        assert "only a browser on the server's own machine may act as operator" in remote.why
+        assert "operator password hash" in remote.why and "hash-password" in remote.why  # how to change it
+    # A password typed in an open server's tab does not make an operator either: there is none to check.
+    assert not actor_for(settings, password_signed_in=True, user={}, local=False).is_operator
+
+
+def test_only_a_direct_loopback_connection_counts_as_this_machine():
+    for address in ("127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1"):
+        assert from_this_machine(address), address
+    for address in ("10.0.0.2", "192.168.1.20", "203.0.113.7", "2001:db8::1", "fe80::1%eth0", "::ffff:10.0.0.2",
+                    "localhost", "not an address", "", None):
+        assert not from_this_machine(address), address  # unknown or unreadable: not local
+    # A reverse proxy on this machine connects from loopback but says whom it forwards.
+    for header in ("X-Forwarded-For", "x-real-ip", "Forwarded"):
+        assert not from_this_machine("127.0.0.1", [header, "Host"]), header
+    assert from_this_machine("127.0.0.1", ["Host", "User-Agent"])
 
 
 def test_with_a_password_everyone_is_a_viewer_until_signed_in(password_hash):
@@ -209,7 +269,8 @@ def with_password(fresh_home, password_hash, monkeypatch):
     """A shared server: an operator password is set; the limiter runs on a clock the test moves."""
     monkeypatch.setenv("MMSA_OPERATOR_PASSWORD_HASH", password_hash)
     clock = Clock()
-    monkeypatch.setattr(app_access, "LIMITER", RateLimiter(clock=clock))
+    path = fresh_home / app_access.LIMITER_FILE
+    monkeypatch.setattr(app_access, "limiter", lambda: RateLimiter(path, clock=clock))  # a fresh one each time, as after a restart
     return clock
 
 
@@ -234,9 +295,10 @@ def sign_in(at, password: str):
     assert not at.exception, at.exception
 
 
-def test_without_configuration_everything_works_as_before(fresh_home):
-    home = open_page("home")
+def test_without_configuration_a_browser_on_this_machine_works_as_before(fresh_home):
+    home = open_page("home")  # Streamlit's test harness runs the page in this process: this machine
     assert "You are **an operator**: no operator password or operator accounts are configured" in texts(home)
+    assert "a browser on any other machine a viewer" in texts(home)
     other = other_version()
     at = open_page("correct")
     at.selectbox(key="correct_version").set_value(other).run()
@@ -246,6 +308,24 @@ def test_without_configuration_everything_works_as_before(fresh_home):
     table = next(d.value for d in at.dataframe if "last activated" in d.value.columns)
     row = table[table["version"] == other].iloc[0]
     assert row["active"] and row["last activated"].endswith("UTC by local user")
+
+
+@pytest.mark.parametrize("address", ["203.0.113.7", None])  # another machine; an address the server cannot tell
+def test_without_a_password_a_browser_on_another_machine_is_a_viewer(fresh_home, monkeypatch, address):
+    from app_pages import common
+
+    monkeypatch.setattr(common, "_client_address", lambda: address)
+    home = open_page("home")
+    assert ("You are **a viewer**: no operator password is configured, so only a browser on the server's own "
+            "machine may act as operator") in texts(home)
+    assert "set an operator password there" in texts(home)  # the proxy caveat on Home
+    other = other_version()
+    at = open_page("correct")
+    at.selectbox(key="correct_version").set_value(other).run()
+    assert button(at, "correct_activate").disabled and "Only operators can do this" in button(at, "correct_activate").help
+
+    monkeypatch.setattr(common, "_client_address", lambda: "127.0.0.1")  # the same page from the server itself
+    assert "You are **an operator**" in texts(open_page("home"))
 
 
 def test_a_viewer_sees_the_controls_disabled_with_the_reason(with_password, app_env):
@@ -295,6 +375,23 @@ def test_a_wrong_password_is_refused_and_slowed_and_the_right_one_makes_an_opera
     assert PASSWORD not in str(at.session_state.to_dict())  # the form cleared it; only a flag is kept
     button(at, "home_access_sign_out").click().run()
     assert "You are **a viewer**" in texts(at)
+
+
+def test_a_reload_or_another_tab_does_not_reset_the_wait(with_password):
+    clock = with_password
+    sign_in(open_page("home"), "guess 1")
+    clock.now += 1
+    other_tab = open_page("home")  # a reload, a second tab, another address: the same account
+    sign_in(other_tab, "guess 2")
+    assert other_tab.error[0].value == "Wrong password. The next try is possible in 2 s."
+    clock.now += 1
+    reloaded = open_page("home")
+    sign_in(reloaded, PASSWORD)
+    assert "Too many wrong passwords: try again in 1 s." == reloaded.error[0].value
+    assert "You are **a viewer**" in texts(reloaded)
+    clock.now += 1
+    sign_in(reloaded, PASSWORD)
+    assert "You are **an operator**" in texts(reloaded)
 
 
 def test_two_tabs_only_the_operators_activation_changes_what_both_are_served(with_password):
