@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from core import config
+from core.registry.card import HeadCard
 
 LOCAL_CHUNK = 64       # core.scoring.batch.score_rows' chunk size
 SHARED_IMAGES_HINT = ("image paths must be readable by every Ray worker at the same path "
@@ -77,7 +78,7 @@ class _CheckPartition:
 class PartitionScorer:
     """Actor stage: loads the encoders and the head once, then scores whole partitions."""
 
-    def __init__(self, head_bytes: bytes, card: dict, threads: int, images_root: str | None, fmt: str):
+    def __init__(self, head_bytes: bytes, card: HeadCard, threads: int, images_root: str | None, fmt: str):
         threads = max(1, int(threads))
         # Each actor runs its torch and ONNX Runtime work on the CPUs Ray gave it, not on every core.
         config.set_ort_threads(threads)
@@ -148,11 +149,11 @@ def serialise_head(tensors: dict) -> bytes:
     return save({name: tensor.contiguous() for name, tensor in tensors.items()})
 
 
-def image_draft_size(card: dict):
+def image_draft_size(card: HeadCard):
     """The JPEG draft size of the image encoder the card names (what its own ``decode`` uses)."""
     from core.encoders.image import IMAGE_SPECS, ImageEncoder
 
-    loader = IMAGE_SPECS.get(card["image_encoder"]["spec"])
+    loader = IMAGE_SPECS.get(card.image_encoder.spec)
     return tuple(getattr(loader, "draft_size", ImageEncoder.draft_size))
 
 
