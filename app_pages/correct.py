@@ -18,6 +18,7 @@ from app_pages.common import (
     access_panel,
     corrections,
     current_actor,
+    literal,
     page_start,
     pct,
     reference_set,
@@ -76,7 +77,7 @@ with tab_upload:
             rows = prepare_pairs(table, label_column="label", id_column=id_column, images_root=Path(root),
                                  require_label=True)
         except (TableError, UnsafePathError, OSError) as error:
-            st.error(f"These pairs cannot be used: {error}")
+            st.error(f"These pairs cannot be used: {literal(error)}")
         else:
             items, problems = items_from_rows(rows, "upload")
             added = sum(collected.add(item) for item in items)
@@ -90,7 +91,7 @@ with tab_upload:
         st.success(message)
         if problems:
             with st.expander(f"{len(problems)} row(s) left out", expanded=True):
-                st.write("\n".join(f"- {p}" for p in problems))
+                st.markdown("\n".join(f"- {literal(p)}" for p in problems))
 
 # ----- 2. train ---------------------------------------------------------------------------------
 st.subheader("2. Train the correction")
@@ -137,7 +138,7 @@ if train_clicked:
         progress.empty()
         loss_slot.empty()
         accuracy_slot.empty()
-        st.error(f"Training refused: {error}")
+        st.error(f"Training refused: {literal(error)}")
     else:
         progress.progress(1.0, text=f"Done in {run.seconds:.1f} s ({len(run.history)} epochs).")
         state["correct_run"] = {"run": run, "base_version": version, "base_card": predictor.card,
@@ -188,7 +189,7 @@ if trained:
             if activate_now and actor.is_operator:
                 eng.registry.activate(new_version, actor=actor)
         except (RegistryError, AccessDenied) as error:
-            st.error(f"Could not save: {error}")
+            st.error(f"Could not save: {literal(error)}")
         else:
             state.pop("correct_run", None)
             state["correct_saved"] = new_version, activate_now
@@ -264,7 +265,7 @@ chosen = v1.selectbox("Version", ids, key="correct_version",
                       format_func=lambda v: f"{v} (damaged)" if v in damaged else v)
 chosen_builtin = any(c["version"] == chosen and c.get("builtin") for c in cards)
 if chosen in damaged:
-    st.warning(f"Version {chosen} is damaged and cannot be activated or downloaded: {damaged[chosen]}")
+    st.warning(f"Version {chosen} is damaged and cannot be activated or downloaded: {literal(damaged[chosen])}")
 with v2:
     b1, b2, b3, b4 = st.columns(4)
     if chosen in damaged:
@@ -281,7 +282,7 @@ with v2:
             state["correct_notice"] = f"Version {chosen} is now active for everyone."
             st.rerun()
         except (RegistryError, AccessDenied) as error:
-            st.error(f"Could not activate: {error}")
+            st.error(f"Could not activate: {literal(error)}")
     can_roll_back = _can_roll_back()
     if not actor.is_operator:
         rollback_help = viewer_reason(actor)
@@ -297,14 +298,14 @@ with v2:
             state["correct_notice"] = f"Rolled back: version {back} is active again."
             st.rerun()
         except (RegistryError, AccessDenied) as error:
-            st.error(f"Could not roll back: {error}")
+            st.error(f"Could not roll back: {literal(error)}")
     if chosen not in damaged:
         try:
             b3.download_button("Download", eng.registry.export_zip(chosen), file_name=f"head-{chosen}.zip",
                                mime="application/zip", key="correct_download",
                                help="weights.safetensors + card.json; upload it on another machine with the same encoders.")
         except RegistryError as error:
-            st.error(f"Cannot export {chosen}: {error}")
+            st.error(f"Cannot export {chosen}: {literal(error)}")
     if not actor.is_operator:
         delete_help = viewer_reason(actor)
     elif chosen_builtin:
@@ -321,7 +322,7 @@ with v2:
             state["correct_version_next"] = version
             st.rerun()
         except (RegistryError, AccessDenied) as error:
-            st.error(f"Could not delete: {error}")
+            st.error(f"Could not delete: {literal(error)}")
 notice = state.pop("correct_notice", None)
 if notice:
     st.success(notice)
@@ -335,12 +336,12 @@ with st.expander("Upload a version (a zip downloaded from this app)"):
         try:
             imported = eng.registry.import_zip(upload.getvalue(), expected=eng.expected(), actor=actor)
         except AccessDenied as error:
-            st.error(f"Not imported: {error}")
+            st.error(f"Not imported: {literal(error)}")
         except DuplicateVersion as duplicate:
             st.error(f"Not imported: version {duplicate.existing} is already here with the same weights and card. "
                      "Select it in the list above to activate it.")
         except RegistryError as error:
-            st.error(f"This version cannot be used here: {error}")
+            st.error(f"This version cannot be used here: {literal(error)}")
         else:
             st.success(f"Imported as version {imported}. Activate it above when ready.")
 

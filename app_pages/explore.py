@@ -7,7 +7,7 @@ import streamlit as st
 
 from app import charts, warmup
 from app.examples import example_pairs
-from app_pages.common import corrections, page_start, pct
+from app_pages.common import corrections, literal, page_start, pct
 from core.heads.correction_set import CorrectionItem
 from core.io.images import IMAGE_TYPES, ImageError, decode_image
 from core.io.labels import LABELS, head_label
@@ -60,10 +60,10 @@ with right:
         image_source = "from the example"
     if image_bytes is not None:
         try:
-            st.image(decode_image(image_bytes), caption=image_name, width=260)
-            st.caption(f"Image in use: **{image_name}** ({image_source})")
+            st.image(decode_image(image_bytes), caption=literal(image_name), width=260)
+            st.caption(f"Image in use: {literal(image_name)} ({image_source})")
         except (ImageError, OSError, ValueError) as error:
-            st.error(f"This image cannot be read: {error}")
+            st.error(f"This image cannot be read: {literal(error)}")
             image_bytes = None
         if upload is None and st.button("Remove the example image", key="explore_clear_image"):
             state.pop("explore_example_image", None)
@@ -79,7 +79,7 @@ if st.button("Analyse", type="primary", key="explore_analyse"):
             with st.spinner(message):
                 prediction = predictor.predict_pair(text, image_bytes)
         except (ImageError, OSError, ValueError) as error:
-            st.error(f"Could not analyse this pair: {error}")
+            st.error(f"Could not analyse this pair: {literal(error)}")
         else:
             warmup.mark_used(predictor, text, image_bytes)
             state["explore_result"] = {"text": text, "image": image_bytes, "image_name": image_name,
@@ -130,7 +130,7 @@ if result:
                     try:
                         state["explore_explanation"] = explain_pair(predictor, result["text"], result["image"])
                     except (ImageError, OSError, ValueError, RuntimeError) as error:
-                        st.error(f"Could not explain this pair: {error}")
+                        st.error(f"Could not explain this pair: {literal(error)}")
             explanation = state.get("explore_explanation")
             if explanation is not None:
                 method = explanation.method  # how it was computed: for the tooltips only
@@ -141,8 +141,9 @@ if result:
                     if scores and explanation.tokens:
                         predicted = explanation.predicted.get(head, "?")
                         st.markdown(f"**{head_label(head)} head → {predicted}**")
-                        st.markdown(charts.token_effect_html(explanation.tokens, scores),
-                                    unsafe_allow_html=True)
+                        # st.html, not st.markdown: the words are the user's, and Markdown would turn
+                        # one of them into a link or a remote picture even inside a span.
+                        st.html(charts.token_effect_html(explanation.tokens, scores))
                 if explanation.heatmap is not None and result["image"] is not None:
                     overlay = charts.saliency_overlay(decode_image(result["image"]), explanation.heatmap)
                     head = explanation.heatmap_head or "image"

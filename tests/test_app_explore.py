@@ -244,7 +244,7 @@ def test_the_explorer_colours_words_on_the_fixed_scale(app_env):
     button(at, "explore_explain").click().run()
     assert not at.exception and not at.error
     explanation = at.session_state["explore_explanation"]
-    shown = [m.value for m in at.markdown if "background-color: rgba" in m.value]
+    shown = [h.proto.body for h in at.get("html") if "background-color: rgba" in h.proto.body]
     assert len(shown) == 2  # the text-only and the fused head
     for html_text, head in zip(shown, ("text", "fused")):
         expected = [round(0.75 * min(abs(s) / TOKEN_EFFECT_FULL_SCALE, 1.0), 2)
