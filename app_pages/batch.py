@@ -143,6 +143,13 @@ def _guess(*names: str) -> int:
     return 0
 
 
+COLUMN_BOXES = ("batch_text_col", "batch_image_col", "batch_label_col", "batch_id_col")
+if state.get("batch_columns_for") != table_signature:
+    # Another table: a box keeps its value while that value is still an option ("(none)" always is),
+    # so the guesses for this table are made only once the old choices are dropped.
+    for key in COLUMN_BOXES:
+        state.pop(key, None)
+    state["batch_columns_for"] = table_signature
 c1, c2, c3, c4 = st.columns(4)
 text_col = c1.selectbox("Text", [NONE, *columns], index=_guess("text", "tweet", "caption", "review"), key="batch_text_col")
 image_col = c2.selectbox("Image file", [NONE, *columns], index=_guess("image", "image_path", "file", "img"),
