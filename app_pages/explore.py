@@ -51,6 +51,7 @@ with right:
     upload = st.file_uploader("Image", type=list(IMAGE_TYPES),
                               key=f"explore_upload_{state.get('explore_upload_round', 0)}")
     image_name, image_bytes, image_source = None, None, None
+    unreadable = None  # why the picture given cannot be read: the answer must not say none was given
     if upload is not None:
         # A picture uploaded after an example replaces the example's picture for good.
         state.pop("explore_example_image", None)
@@ -63,6 +64,7 @@ with right:
             st.image(decode_image(image_bytes), caption=literal(image_name), width=260)
             st.caption(f"Image in use: {literal(image_name)} ({image_source})")
         except (ImageError, OSError, ValueError) as error:
+            unreadable = str(error)
             st.error(f"This image cannot be read: {literal(error)}")
             image_bytes = None
         if upload is None and st.button("Remove the example image", key="explore_clear_image"):
@@ -71,7 +73,9 @@ with right:
 
 if st.button("Analyse", type="primary", key="explore_analyse"):
     if not (text and text.strip()) and image_bytes is None:
-        st.error("Give a text, an image or both.")
+        st.error("Give a text, an image or both." if unreadable is None else
+                 f"The image {literal(image_name)} cannot be read ({literal(unreadable)}): give a readable "
+                 "image, a text or both.")
     else:
         message = ("Loading the model (first use on this server, about 10–20 s)…"
                    if warmup.first_use(predictor, text, image_bytes) else "Analysing…")
@@ -83,7 +87,7 @@ if st.button("Analyse", type="primary", key="explore_analyse"):
         else:
             warmup.mark_used(predictor, text, image_bytes)
             state["explore_result"] = {"text": text, "image": image_bytes, "image_name": image_name,
-                                       "prediction": prediction, "version": version,
+                                       "unreadable": unreadable, "prediction": prediction, "version": version,
                                        "inputs": inputs_fingerprint(text, image_bytes)}
             state.pop("explore_explanation", None)
 
@@ -111,7 +115,10 @@ if result:
         st.warning(f"⚠️ **Modality conflict:** the text reads **{text_label}** "
                    f"({pct(float(p.probs['text'].max()))}) but the image looks **{image_label}** "
                    f"({pct(float(p.probs['image'].max()))}). Treat the fused answer with care.")
-    if p.missing_reason:
+    if result.get("unreadable"):
+        st.warning(f"The image {literal(result['image_name'])} cannot be read ({literal(result['unreadable'])}): "
+                   "only the text-only head answered, so there is no fused result.")
+    elif p.missing_reason:
         st.info(p.missing_reason)
     for warning in p.warnings:
         st.warning(warning)

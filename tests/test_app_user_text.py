@@ -70,6 +70,14 @@ def test_explore_shows_a_hostile_file_name_as_written(app_env):
     assert any(literal(PICTURE) in c.value for c in at.caption if c.value.startswith("Image in use"))
     assert_shown_as_written(at)
 
+    # An unreadable picture under a hostile name: the answer says it cannot be read, naming it as written.
+    next(u for u in at.file_uploader if u.key.startswith("explore_upload")).set_value(
+        (PIXEL + ".png", b"not a picture", "image/png"))
+    at.text_area(key="explore_text").input("a fine day").run()
+    button(at, "explore_analyse").click().run()
+    assert any(literal(PIXEL + ".png") in w.value for w in at.warning), [w.value for w in at.warning]
+    assert_shown_as_written(at)
+
 
 def test_the_explanation_colours_a_hostile_text_as_plain_words(app_env):
     at = open_page("explore")
