@@ -5,6 +5,7 @@ activated, so other users keep the model they had.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -34,7 +35,9 @@ from core.io.labels import head_label
 from core.io.paths import UnsafePathError
 from core.io.tables import TableError, prepare_pairs, read_table
 from core.registry import DuplicateVersion, RegistryError
-from core.scoring.predict import heads_from_card
+from core.scoring.predict import HeadMismatch, check_card_matches, heads_from_card
+
+log = logging.getLogger("app_pages.correct")  # a page runs as __main__: name it for the server log
 
 eng, version, predictor, state = page_start(
     "Correct the model",
@@ -208,18 +211,39 @@ cards = eng.registry.versions()
 
 
 ON_SAME_PAIRS = f"fused accuracy, {len(check)} held-out reference pairs"
+OTHER_ENCODERS = "– (other encoders)"
+NOT_SCORED = "– (not scored: see the message below the table)"
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def _fused_on_check(engine_key: tuple[str, str], version: str, reference_name: str, _check) -> str:
     """Every version scored on the same held-out reference pairs: figures a card recorded on other
     data (the shipped head's test split, a correction's own check) would make a regression look like
-    a gain. A saved version never changes, so each is loaded and scored once per reference set."""
+    a gain. A saved version never changes, so each is loaded and scored once per reference set.
+
+    A version trained on other encoders (HeadMismatch) or whose files cannot be read (RegistryError:
+    damaged since the list was read) says so in place of a figure; anything else raised is a fault
+    of the app and goes to the caller."""
     try:
         tensors, loaded = eng.registry.load(version)
-        return pct(head_accuracies(heads_from_card(tensors, loaded), _check)["fused"])
-    except (RegistryError, ValueError, RuntimeError, KeyError):
-        return "– (other encoders)"
+        check_card_matches(loaded, eng.text_encoder, eng.image_encoder)
+    except HeadMismatch:
+        return OTHER_ENCODERS
+    except RegistryError as error:
+        return f"– (cannot be read: {error})"
+    return pct(head_accuracies(heads_from_card(tensors, loaded), _check)["fused"])
+
+
+not_scored: list[tuple[str, Exception]] = []
+
+
+def _fused_cell(version: str) -> str:
+    try:
+        return _fused_on_check(engine_key(), version, reference.name, check)
+    except Exception as error:  # a fault of the app: logged and shown below, the versions stay usable
+        log.exception("scoring head version %s on the reference pairs failed", version)
+        not_scored.append((version, error))
+        return NOT_SCORED
 
 
 def _last_activated(events: list[dict]) -> dict[str, str]:
@@ -239,12 +263,15 @@ st.dataframe(pd.DataFrame([{
     "created": (c.get("created_at") or "")[:19].replace("T", " ") or ("shipped" if c.get("builtin") else ""),
     "note": c.get("note") or "", "parent": c.get("parent") or "",
     "last activated": activated.get(c["version"], ""),
-    ON_SAME_PAIRS: (f"damaged: {c['damaged']}" if c.get("damaged") else
-                    _fused_on_check(engine_key(), c["version"], reference.name, check)),
+    ON_SAME_PAIRS: f"damaged: {c['damaged']}" if c.get("damaged") else _fused_cell(c["version"]),
 } for c in cards]), hide_index=True,
              column_config={"active": st.column_config.CheckboxColumn("active", width="small")})
 st.caption(f"Each version is scored on the same {len(check)} held-out pairs of {reference.name}, so the "
            "figures compare.")
+for failed, error in not_scored:
+    st.error(f"Version {failed} could not be scored on the reference pairs: the app failed, not the version "
+             "(the details are in the server log). It can still be activated, downloaded or deleted.")
+    st.exception(error)
 
 
 def _can_roll_back() -> bool:
