@@ -30,7 +30,17 @@ from app.batch_report import (
 from app.batch_runs import SavedRun, run_key, upload_signature
 from app.cluster_batch import cluster_address, score_on_cluster
 from app.uploads import count_images, extract_images_zip, save_uploaded_files, server_folder
-from app_pages.common import corrections, current_actor, duration, glossary, page_start, pct, session_dir, viewer_reason
+from app_pages.common import (
+    corrections,
+    current_actor,
+    duration,
+    glossary,
+    literal,
+    page_start,
+    pct,
+    session_dir,
+    viewer_reason,
+)
 from core import config
 from core.heads.correction_set import items_from_rows
 from core.io.images import IMAGE_TYPES
@@ -62,9 +72,9 @@ else:
     try:
         table = read_table(csv_file.getvalue())
     except TableError as error:
-        st.error(f"This CSV cannot be used: {error}")
+        st.error(f"This CSV cannot be used: {literal(error)}")
     else:
-        st.caption(f"{len(table):,} rows · columns: {', '.join(table.columns)} · read as "
+        st.caption(f"{len(table):,} rows · columns: {', '.join(literal(c) for c in table.columns)} · read as "
                    f"{table.attrs.get('encoding', '?')}")
         st.dataframe(table.head(5), hide_index=True)
 
@@ -88,7 +98,7 @@ def _from_uploads(files, kind: str):
             root, skipped = save_uploaded_files([(f.name, f.getvalue()) for f in files], target)
         state["batch_images_sig"], state["batch_images_root"], state["batch_images_skipped"] = signature, str(root), skipped
     for note in state.get("batch_images_skipped", []):
-        st.warning(f"Skipped an uploaded file: {note}")
+        st.warning(f"Skipped an uploaded file: {literal(note)}")
     return state["batch_images_root"]
 
 
@@ -111,7 +121,7 @@ try:
                                help="Only folders inside the configured data root (MMSA_DATA_ROOT) can be read.")
         images_root = str(server_folder(folder, root, actor)) if folder.strip() else None
 except (UnsafePathError, NotADirectoryError, OSError) as error:
-    st.error(f"These images cannot be used: {error}")
+    st.error(f"These images cannot be used: {literal(error)}")
     images_root = None
 if images_root:
     st.caption(f"{count_images(images_root):,} image files found.")
@@ -133,6 +143,13 @@ def _guess(*names: str) -> int:
     return 0
 
 
+COLUMN_BOXES = ("batch_text_col", "batch_image_col", "batch_label_col", "batch_id_col")
+if state.get("batch_columns_for") != table_signature:
+    # Another table: a box keeps its value while that value is still an option ("(none)" always is),
+    # so the guesses for this table are made only once the old choices are dropped.
+    for key in COLUMN_BOXES:
+        state.pop(key, None)
+    state["batch_columns_for"] = table_signature
 c1, c2, c3, c4 = st.columns(4)
 text_col = c1.selectbox("Text", [NONE, *columns], index=_guess("text", "tweet", "caption", "review"), key="batch_text_col")
 image_col = c2.selectbox("Image file", [NONE, *columns], index=_guess("image", "image_path", "file", "img"),
@@ -167,7 +184,7 @@ def _prepare_rows():
                                  label_column=columns_chosen["label"], id_column=columns_chosen["id"],
                                  images_root=None if images_root is None else Path(images_root))
         except TableError as error:
-            st.error(f"The column choice does not fit this table: {error}")
+            st.error(f"The column choice does not fit this table: {literal(error)}")
     return None
 
 
@@ -224,7 +241,7 @@ if not batch:
     st.stop()
 if batch.get("signature") != table_signature:
     # Results are shown only under the table they came from.
-    st.info(f"The results of {batch['name']} are put away: this is another table. Score this table to see "
+    st.info(f"The results of {literal(batch['name'])} are put away: this is another table. Score this table to see "
             "its results.")
     st.stop()
 result = batch["result"]
@@ -232,7 +249,7 @@ frame = result.frame
 st.divider()
 st.subheader("Results")
 if result.failure:
-    st.error(f"Scoring stopped early ({result.failure}). The {result.completed:,} rows scored so far are shown.")
+    st.error(f"Scoring stopped early ({literal(result.failure)}). The {result.completed:,} rows scored so far are shown.")
     if st.button(f"Resume from row {result.completed + 1:,}", key="batch_resume",
                  help="Rows already scored are kept and not scored again."):
         _score(batch["rows"], start=result.completed, previous=result.frame, seconds_before=batch["seconds"] or 0.0)
@@ -244,7 +261,7 @@ m1.metric("Rows scored", f"{len(good):,}")
 m2.metric("Bad rows", f"{len(bad):,}")
 m3.metric("Modality conflicts", f"{int(frame['conflict'].sum()):,}")
 m4.metric("Time", duration(batch["seconds"]) if batch["seconds"] is not None else "—")
-st.caption(f"{batch['name']} · head version {batch['version']}")
+st.caption(f"{literal(batch['name'])} · head version {batch['version']}")
 
 if len(bad):
     with st.expander(f"{len(bad):,} bad row{'s' if len(bad) != 1 else ''} were not scored — see why", expanded=True):
@@ -350,7 +367,7 @@ if len(wrong):
         st.success(f"Added {added} pair(s); the correction set now holds {len(corrections())}. "
                    "Train on them on the *Correct the model* page.")
         for problem in problems:
-            st.warning(problem)
+            st.warning(literal(problem))
 elif metrics:
     st.caption("Every labelled pair was predicted correctly: nothing to send to the correction set.")
 
@@ -365,7 +382,8 @@ if len(candidates):
     picked = {}
     for _, pair in candidates.head(n_show).iterrows():
         c_text, c_answer, c_label = st.columns([5, 2, 2])
-        c_text.markdown(f"**line {pair['row'] + 2}** · {pair['text'][:160]}  \n`{pair['image']}`")
+        c_text.caption(f"line {pair['row'] + 2} · {literal(pair['image'])}")
+        c_text.text(pair["text"][:160])
         c_answer.caption(f"model: {pair['prediction']} ({pct(pair['confidence'])})")
         label = c_label.selectbox("Your label", ["(skip)", *LABELS], key=f"batch_al_{pair['row']}",
                                   label_visibility="collapsed")
@@ -378,5 +396,5 @@ if len(candidates):
         st.success(f"Added {added} pair(s); the correction set now holds {len(corrections())}. "
                    "Train on them on the *Correct the model* page.")
         for problem in problems:
-            st.warning(problem)
+            st.warning(literal(problem))
 st.caption(f"Labels: {', '.join(LABELS)}.")

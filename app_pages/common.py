@@ -10,7 +10,7 @@ from pathlib import Path
 import streamlit as st
 
 from app import access, session, uploads
-from app.formatting import pct  # noqa: F401 - the pages format numbers through common
+from app.formatting import literal, pct  # noqa: F401 - the pages format numbers and user strings through common
 from core import config
 from core.access import Actor
 from core.encoders import EncoderUnavailable
@@ -39,7 +39,7 @@ def engine() -> session.Engine:
     try:
         return _engine(*session.engine_key())
     except (session.EngineUnavailable, EncoderUnavailable, RegistryError, ValueError) as error:
-        st.error(f"The model could not be loaded: {error}")
+        st.error(f"The model could not be loaded: {literal(error)}")
         st.stop()
 
 
@@ -49,10 +49,11 @@ def active_predictor(eng: session.Engine):
     try:
         version, problem = eng.registry.serving()
         if problem:
-            st.warning(f"The head version being served is the shipped default: {problem}.", icon=":material/warning:")
+            st.warning(f"The head version being served is the shipped default: {literal(problem)}.",
+                       icon=":material/warning:")
         return version, eng.predictor(version)
     except (RegistryError, ValueError) as error:
-        st.error(f"The active head version cannot be used: {error}")
+        st.error(f"The active head version cannot be used: {literal(error)}")
         st.stop()
 
 

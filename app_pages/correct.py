@@ -5,6 +5,7 @@ activated, so other users keep the model they had.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +19,7 @@ from app_pages.common import (
     access_panel,
     corrections,
     current_actor,
+    literal,
     page_start,
     pct,
     reference_set,
@@ -33,7 +35,9 @@ from core.io.labels import head_label
 from core.io.paths import UnsafePathError
 from core.io.tables import TableError, prepare_pairs, read_table
 from core.registry import DuplicateVersion, RegistryError
-from core.scoring.predict import heads_from_card
+from core.scoring.predict import HeadMismatch, check_card_matches, heads_from_card
+
+log = logging.getLogger("app_pages.correct")  # a page runs as __main__: name it for the server log
 
 eng, version, predictor, state = page_start(
     "Correct the model",
@@ -76,7 +80,7 @@ with tab_upload:
             rows = prepare_pairs(table, label_column="label", id_column=id_column, images_root=Path(root),
                                  require_label=True)
         except (TableError, UnsafePathError, OSError) as error:
-            st.error(f"These pairs cannot be used: {error}")
+            st.error(f"These pairs cannot be used: {literal(error)}")
         else:
             items, problems = items_from_rows(rows, "upload")
             added = sum(collected.add(item) for item in items)
@@ -90,7 +94,7 @@ with tab_upload:
         st.success(message)
         if problems:
             with st.expander(f"{len(problems)} row(s) left out", expanded=True):
-                st.write("\n".join(f"- {p}" for p in problems))
+                st.markdown("\n".join(f"- {literal(p)}" for p in problems))
 
 # ----- 2. train ---------------------------------------------------------------------------------
 st.subheader("2. Train the correction")
@@ -137,7 +141,7 @@ if train_clicked:
         progress.empty()
         loss_slot.empty()
         accuracy_slot.empty()
-        st.error(f"Training refused: {error}")
+        st.error(f"Training refused: {literal(error)}")
     else:
         progress.progress(1.0, text=f"Done in {run.seconds:.1f} s ({len(run.history)} epochs).")
         state["correct_run"] = {"run": run, "base_version": version, "base_card": predictor.card,
@@ -188,7 +192,7 @@ if trained:
             if activate_now and actor.is_operator:
                 eng.registry.activate(new_version, actor=actor)
         except (RegistryError, AccessDenied) as error:
-            st.error(f"Could not save: {error}")
+            st.error(f"Could not save: {literal(error)}")
         else:
             state.pop("correct_run", None)
             state["correct_saved"] = new_version, activate_now
@@ -207,18 +211,39 @@ cards = eng.registry.versions()
 
 
 ON_SAME_PAIRS = f"fused accuracy, {len(check)} held-out reference pairs"
+OTHER_ENCODERS = "– (other encoders)"
+NOT_SCORED = "– (not scored: see the message below the table)"
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def _fused_on_check(engine_key: tuple[str, str], version: str, reference_name: str, _check) -> str:
     """Every version scored on the same held-out reference pairs: figures a card recorded on other
     data (the shipped head's test split, a correction's own check) would make a regression look like
-    a gain. A saved version never changes, so each is loaded and scored once per reference set."""
+    a gain. A saved version never changes, so each is loaded and scored once per reference set.
+
+    A version trained on other encoders (HeadMismatch) or whose files cannot be read (RegistryError:
+    damaged since the list was read) says so in place of a figure; anything else raised is a fault
+    of the app and goes to the caller."""
     try:
         tensors, loaded = eng.registry.load(version)
-        return pct(head_accuracies(heads_from_card(tensors, loaded), _check)["fused"])
-    except (RegistryError, ValueError, RuntimeError, KeyError):
-        return "– (other encoders)"
+        check_card_matches(loaded, eng.text_encoder, eng.image_encoder)
+    except HeadMismatch:
+        return OTHER_ENCODERS
+    except RegistryError as error:
+        return f"– (cannot be read: {error})"
+    return pct(head_accuracies(heads_from_card(tensors, loaded), _check)["fused"])
+
+
+not_scored: list[tuple[str, Exception]] = []
+
+
+def _fused_cell(version: str) -> str:
+    try:
+        return _fused_on_check(engine_key(), version, reference.name, check)
+    except Exception as error:  # a fault of the app: logged and shown below, the versions stay usable
+        log.exception("scoring head version %s on the reference pairs failed", version)
+        not_scored.append((version, error))
+        return NOT_SCORED
 
 
 def _last_activated(events: list[dict]) -> dict[str, str]:
@@ -238,12 +263,15 @@ st.dataframe(pd.DataFrame([{
     "created": (c.get("created_at") or "")[:19].replace("T", " ") or ("shipped" if c.get("builtin") else ""),
     "note": c.get("note") or "", "parent": c.get("parent") or "",
     "last activated": activated.get(c["version"], ""),
-    ON_SAME_PAIRS: (f"damaged: {c['damaged']}" if c.get("damaged") else
-                    _fused_on_check(engine_key(), c["version"], reference.name, check)),
+    ON_SAME_PAIRS: f"damaged: {c['damaged']}" if c.get("damaged") else _fused_cell(c["version"]),
 } for c in cards]), hide_index=True,
              column_config={"active": st.column_config.CheckboxColumn("active", width="small")})
 st.caption(f"Each version is scored on the same {len(check)} held-out pairs of {reference.name}, so the "
            "figures compare.")
+for failed, error in not_scored:
+    st.error(f"Version {failed} could not be scored on the reference pairs: the app failed, not the version "
+             "(the details are in the server log). It can still be activated, downloaded or deleted.")
+    st.exception(error)
 
 
 def _can_roll_back() -> bool:
@@ -264,7 +292,7 @@ chosen = v1.selectbox("Version", ids, key="correct_version",
                       format_func=lambda v: f"{v} (damaged)" if v in damaged else v)
 chosen_builtin = any(c["version"] == chosen and c.get("builtin") for c in cards)
 if chosen in damaged:
-    st.warning(f"Version {chosen} is damaged and cannot be activated or downloaded: {damaged[chosen]}")
+    st.warning(f"Version {chosen} is damaged and cannot be activated or downloaded: {literal(damaged[chosen])}")
 with v2:
     b1, b2, b3, b4 = st.columns(4)
     if chosen in damaged:
@@ -281,7 +309,7 @@ with v2:
             state["correct_notice"] = f"Version {chosen} is now active for everyone."
             st.rerun()
         except (RegistryError, AccessDenied) as error:
-            st.error(f"Could not activate: {error}")
+            st.error(f"Could not activate: {literal(error)}")
     can_roll_back = _can_roll_back()
     if not actor.is_operator:
         rollback_help = viewer_reason(actor)
@@ -297,14 +325,14 @@ with v2:
             state["correct_notice"] = f"Rolled back: version {back} is active again."
             st.rerun()
         except (RegistryError, AccessDenied) as error:
-            st.error(f"Could not roll back: {error}")
+            st.error(f"Could not roll back: {literal(error)}")
     if chosen not in damaged:
         try:
             b3.download_button("Download", eng.registry.export_zip(chosen), file_name=f"head-{chosen}.zip",
                                mime="application/zip", key="correct_download",
                                help="weights.safetensors + card.json; upload it on another machine with the same encoders.")
         except RegistryError as error:
-            st.error(f"Cannot export {chosen}: {error}")
+            st.error(f"Cannot export {chosen}: {literal(error)}")
     if not actor.is_operator:
         delete_help = viewer_reason(actor)
     elif chosen_builtin:
@@ -321,7 +349,7 @@ with v2:
             state["correct_version_next"] = version
             st.rerun()
         except (RegistryError, AccessDenied) as error:
-            st.error(f"Could not delete: {error}")
+            st.error(f"Could not delete: {literal(error)}")
 notice = state.pop("correct_notice", None)
 if notice:
     st.success(notice)
@@ -335,12 +363,12 @@ with st.expander("Upload a version (a zip downloaded from this app)"):
         try:
             imported = eng.registry.import_zip(upload.getvalue(), expected=eng.expected(), actor=actor)
         except AccessDenied as error:
-            st.error(f"Not imported: {error}")
+            st.error(f"Not imported: {literal(error)}")
         except DuplicateVersion as duplicate:
             st.error(f"Not imported: version {duplicate.existing} is already here with the same weights and card. "
                      "Select it in the list above to activate it.")
         except RegistryError as error:
-            st.error(f"This version cannot be used here: {error}")
+            st.error(f"This version cannot be used here: {literal(error)}")
         else:
             st.success(f"Imported as version {imported}. Activate it above when ready.")
 

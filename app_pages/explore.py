@@ -7,7 +7,7 @@ import streamlit as st
 
 from app import charts, warmup
 from app.examples import example_pairs
-from app_pages.common import corrections, page_start, pct
+from app_pages.common import corrections, literal, page_start, pct
 from core.heads.correction_set import CorrectionItem
 from core.io.images import IMAGE_TYPES, ImageError, decode_image
 from core.io.labels import LABELS, head_label
@@ -51,6 +51,7 @@ with right:
     upload = st.file_uploader("Image", type=list(IMAGE_TYPES),
                               key=f"explore_upload_{state.get('explore_upload_round', 0)}")
     image_name, image_bytes, image_source = None, None, None
+    unreadable = None  # why the picture given cannot be read: the answer must not say none was given
     if upload is not None:
         # A picture uploaded after an example replaces the example's picture for good.
         state.pop("explore_example_image", None)
@@ -60,10 +61,11 @@ with right:
         image_source = "from the example"
     if image_bytes is not None:
         try:
-            st.image(decode_image(image_bytes), caption=image_name, width=260)
-            st.caption(f"Image in use: **{image_name}** ({image_source})")
+            st.image(decode_image(image_bytes), caption=literal(image_name), width=260)
+            st.caption(f"Image in use: {literal(image_name)} ({image_source})")
         except (ImageError, OSError, ValueError) as error:
-            st.error(f"This image cannot be read: {error}")
+            unreadable = str(error)
+            st.error(f"This image cannot be read: {literal(error)}")
             image_bytes = None
         if upload is None and st.button("Remove the example image", key="explore_clear_image"):
             state.pop("explore_example_image", None)
@@ -71,7 +73,9 @@ with right:
 
 if st.button("Analyse", type="primary", key="explore_analyse"):
     if not (text and text.strip()) and image_bytes is None:
-        st.error("Give a text, an image or both.")
+        st.error("Give a text, an image or both." if unreadable is None else
+                 f"The image {literal(image_name)} cannot be read ({literal(unreadable)}): give a readable "
+                 "image, a text or both.")
     else:
         message = ("Loading the model (first use on this server, about 10–20 s)…"
                    if warmup.first_use(predictor, text, image_bytes) else "Analysing…")
@@ -79,11 +83,11 @@ if st.button("Analyse", type="primary", key="explore_analyse"):
             with st.spinner(message):
                 prediction = predictor.predict_pair(text, image_bytes)
         except (ImageError, OSError, ValueError) as error:
-            st.error(f"Could not analyse this pair: {error}")
+            st.error(f"Could not analyse this pair: {literal(error)}")
         else:
             warmup.mark_used(predictor, text, image_bytes)
             state["explore_result"] = {"text": text, "image": image_bytes, "image_name": image_name,
-                                       "prediction": prediction, "version": version,
+                                       "unreadable": unreadable, "prediction": prediction, "version": version,
                                        "inputs": inputs_fingerprint(text, image_bytes)}
             state.pop("explore_explanation", None)
 
@@ -111,7 +115,10 @@ if result:
         st.warning(f"⚠️ **Modality conflict:** the text reads **{text_label}** "
                    f"({pct(float(p.probs['text'].max()))}) but the image looks **{image_label}** "
                    f"({pct(float(p.probs['image'].max()))}). Treat the fused answer with care.")
-    if p.missing_reason:
+    if result.get("unreadable"):
+        st.warning(f"The image {literal(result['image_name'])} cannot be read ({literal(result['unreadable'])}): "
+                   "only the text-only head answered, so there is no fused result.")
+    elif p.missing_reason:
         st.info(p.missing_reason)
     for warning in p.warnings:
         st.warning(warning)
@@ -130,7 +137,7 @@ if result:
                     try:
                         state["explore_explanation"] = explain_pair(predictor, result["text"], result["image"])
                     except (ImageError, OSError, ValueError, RuntimeError) as error:
-                        st.error(f"Could not explain this pair: {error}")
+                        st.error(f"Could not explain this pair: {literal(error)}")
             explanation = state.get("explore_explanation")
             if explanation is not None:
                 method = explanation.method  # how it was computed: for the tooltips only
@@ -141,8 +148,9 @@ if result:
                     if scores and explanation.tokens:
                         predicted = explanation.predicted.get(head, "?")
                         st.markdown(f"**{head_label(head)} head → {predicted}**")
-                        st.markdown(charts.token_effect_html(explanation.tokens, scores),
-                                    unsafe_allow_html=True)
+                        # st.html, not st.markdown: the words are the user's, and Markdown would turn
+                        # one of them into a link or a remote picture even inside a span.
+                        st.html(charts.token_effect_html(explanation.tokens, scores))
                 if explanation.heatmap is not None and result["image"] is not None:
                     overlay = charts.saliency_overlay(decode_image(result["image"]), explanation.heatmap)
                     head = explanation.heatmap_head or "image"

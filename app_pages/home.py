@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from app.session import device_description, headline_metrics, resplit_summary
-from app_pages.common import access_panel, active_predictor, corrections, engine, pct
+from app_pages.common import access_panel, active_predictor, corrections, engine, literal, pct
 from core.io.labels import HEAD_NAMES, head_label
 from core.machine import describe_machine
 
@@ -45,8 +45,8 @@ with st.container(key="home_model"):
     m4.metric("Image encoder", card.image_encoder.spec)
 st.caption(
     f"Heads over {card.text_encoder.dim}-d text and {card.image_encoder.dim}-d image features. "
-    + (f"Note: {card.note}. " if card.note else "")
-    + ("This is the shipped default." if card.builtin else f"Derived from version {card.parent or '—'}.")
+    + (f"Note: {literal(card.note)}. " if card.note else "")
+    + ("This is the shipped default." if card.builtin else f"Derived from version {literal(card.parent or '—')}.")
 )
 
 for notice in (eng.text_encoder.notice, eng.image_encoder.notice, getattr(predictor, "notice", None)):

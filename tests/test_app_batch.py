@@ -120,6 +120,24 @@ def test_unreadable_csv_is_a_friendly_error(app_env):
     assert not at.exception
 
 
+def test_a_good_table_after_one_with_wrong_columns_gets_its_columns_guessed(app_env, tmp_path):
+    """No box can be guessed for a table of other columns; the right table that replaces it gets
+    every box filled in again, not left at "(none)"."""
+    at = open_page("batch")
+    at.file_uploader(key="batch_csv").set_value(("wrong.csv", b"post,picture_of\nhello,a.png\n", "text/csv")).run()
+    boxes = ("batch_text_col", "batch_image_col", "batch_label_col", "batch_id_col")
+    assert [at.selectbox(key=k).value for k in boxes] == ["(none)"] * 4
+    csv = make_pair_set(tmp_path, n_per_class=1, seed=10)
+    at.file_uploader(key="batch_csv").set_value(("pairs.csv", csv.read_bytes(), "text/csv")).run()
+    assert not at.exception
+    assert [at.selectbox(key=k).value for k in boxes] == ["text", "image", "label", "id"]
+
+    # A choice made for this table stays while the table does.
+    at.selectbox(key="batch_label_col").set_value("(none)").run()
+    at.run()
+    assert at.selectbox(key="batch_label_col").value == "(none)"
+
+
 def test_server_folder_outside_the_data_root_is_refused(app_env, tmp_path):
     csv = make_pair_set(tmp_path, n_per_class=1, seed=12)
     at = open_page("batch")

@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 
-from .conftest import button, make_pair_set, open_page, texts
+from .conftest import button, make_pair_set, new_app, open_page, texts
 
 
 @pytest.fixture()
@@ -200,3 +200,54 @@ def test_the_versions_table_scores_every_version_on_the_same_pairs(fresh_home, t
         expected = head_accuracies(heads_from_card(*registry.load(row["version"])), check)["fused"]
         assert row[column] == f"{expected * 100:.1f}%"
     assert f"same {len(check)} held-out pairs" in texts(at)
+
+
+def versions_table(at):
+    return next(d.value for d in at.dataframe if "version" in d.value.columns and "note" in d.value.columns)
+
+
+def fused_column(table) -> str:
+    return next(c for c in table.columns if c.startswith("fused accuracy, "))
+
+
+def test_a_version_trained_on_other_encoders_says_so_instead_of_a_figure(fresh_home):
+    from core.registry import open_registry
+
+    registry = open_registry()
+    tensors, card = registry.load(registry.active_version())
+    card = {k: v for k, v in card.items() if k not in ("version", "builtin", "created_at")}
+    # Same sizes, other encoder: its figures on our features would be meaningless, not merely low.
+    other = registry.save({name: t + 0.01 for name, t in tensors.items()},
+                          {**card, "text_encoder": {**card["text_encoder"], "id": "text:another-encoder:1"}})
+    at = open_page("correct")
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    table = versions_table(at).set_index("version")
+    assert table.loc[other, fused_column(table)] == "– (other encoders)"
+    assert table.loc[registry.active_version(), fused_column(table)].endswith("%")
+
+
+def test_a_fault_while_scoring_the_versions_is_logged_and_shown_not_passed_off_as_other_encoders(
+        fresh_home, monkeypatch, caplog):
+    import logging
+
+    import streamlit as st
+
+    import core.heads.correction_set
+
+    def broken(model, data):
+        raise RuntimeError("a fault in the scoring code")
+
+    st.cache_data.clear()  # figures cached by earlier tests would hide the fault
+    monkeypatch.setattr(core.heads.correction_set, "head_accuracies", broken)
+    with caplog.at_level(logging.ERROR, logger="app_pages.correct"):
+        at = new_app().run()
+        at.switch_page("app_pages/correct.py").run()  # not open_page: the page shows the fault on purpose
+    table = versions_table(at)
+    assert set(table[fused_column(table)]) == {"– (not scored: see the message below the table)"}
+    assert any("could not be scored" in e.value and "server log" in e.value for e in at.error), \
+        [e.value for e in at.error]
+    assert [e.message for e in at.exception] == ["a fault in the scoring code"]
+    logged = [r for r in caplog.records if r.name == "app_pages.correct"]
+    assert logged and logged[0].exc_info and "a fault in the scoring code" in str(logged[0].exc_info[1])
+    assert button(at, "correct_rollback") and button(at, "correct_delete")  # the versions stay usable
+

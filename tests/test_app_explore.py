@@ -143,6 +143,31 @@ def test_unreadable_image_is_a_friendly_error(app_env):
     assert not at.exception
 
 
+def test_a_pair_with_an_unreadable_picture_says_the_picture_cannot_be_read(app_env):
+    """The user gave a picture: the answer must not say none was given, but why it could not be used."""
+    from core.io.images import ImageError, decode_image
+
+    at = open_page("explore")
+    at.text_area(key="explore_text").input("What a gorgeous sunny day")
+    uploader(at).set_value(("holiday.jpg", b"not an image", "image/jpeg"))
+    at.run()
+    button(at, "explore_analyse").click().run()
+    assert not at.exception
+    assert at.session_state["explore_result"]["prediction"].source == "text"  # the text is still answered
+    notes = [w.value for w in at.warning if "cannot be read" in w.value]
+    assert len(notes) == 1 and "holiday.jpg" in notes[0] and "text-only head" in notes[0], [w.value for w in at.warning]
+    with pytest.raises(ImageError) as reason:
+        decode_image(b"not an image")
+    assert str(reason.value) in notes[0]  # the reason, as the upload said it
+    assert "No image given" not in texts(at)
+
+    # Without a text there is nothing left to answer: said the same way, not "give an image".
+    at.text_area(key="explore_text").input("").run()
+    button(at, "explore_analyse").click().run()
+    errors = [e.value for e in at.error if "holiday.jpg" in e.value]
+    assert errors and "cannot be read" in errors[0], [e.value for e in at.error]
+
+
 def test_an_example_replaces_an_uploaded_picture_with_its_own(app_env):
     # A picture is uploaded, then an example is chosen: the example's text AND its picture are analysed
     # (not the example's text over the user's picture), and the page says which picture is in use.
@@ -244,7 +269,7 @@ def test_the_explorer_colours_words_on_the_fixed_scale(app_env):
     button(at, "explore_explain").click().run()
     assert not at.exception and not at.error
     explanation = at.session_state["explore_explanation"]
-    shown = [m.value for m in at.markdown if "background-color: rgba" in m.value]
+    shown = [h.proto.body for h in at.get("html") if "background-color: rgba" in h.proto.body]
     assert len(shown) == 2  # the text-only and the fused head
     for html_text, head in zip(shown, ("text", "fused")):
         expected = [round(0.75 * min(abs(s) / TOKEN_EFFECT_FULL_SCALE, 1.0), 2)

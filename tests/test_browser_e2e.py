@@ -8,7 +8,10 @@ pairs) and walk the app as a user does, waiting on what the page shows (never on
 - *Batch scoring* scores an uploaded CSV (with an extra `note` column) and its uploaded pictures, the
   filters change "Showing N of M rows", both downloads hold the rows shown with every input column,
   and the wrongly predicted pair goes to the correction set;
-- *Correct the model* trains on it once, saves a version, activates it and rolls back.
+- *Correct the model* trains on it once, saves a version, activates it and rolls back;
+- hostile rows (posts holding a remote picture, a link, bold, HTML; a file and a column named with
+  markup) show as written: a little HTTP server the posts point at receives no request, and no
+  picture, link or bold text comes out of them.
 A full-page screenshot of each step lands in tests/artifacts/ (git-ignored) and /tmp/mmsa_screens/
 for a person to look at.
 
@@ -23,8 +26,10 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pandas as pd
@@ -446,3 +451,90 @@ def test_a_batch_scored_filtered_downloaded_then_corrected(page, server, shots, 
     _screenshot(page, shots, "9-correct-rolled-back")
 
     print(f"batch and correction walk took {time.monotonic() - started:.1f} s")
+
+
+# ----- a user's strings are data ------------------------------------------------------------------
+
+@pytest.fixture()
+def watched_address():
+    """An HTTP server on this machine that counts the requests it gets: a post pointing a picture or a
+    link at it must never make the browser call it."""
+    calls: list[str] = []
+
+    class Counting(BaseHTTPRequestHandler):
+        def do_GET(self):
+            calls.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Counting)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", calls
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+PNG_TYPE = "image/png"
+
+
+def _png_bytes(folder: Path, mood: str, seed: int) -> bytes:
+    return draw_image(folder / f"{mood}-{seed}.png", mood, seed=seed, size=(80, 60)).read_bytes()
+
+
+def test_hostile_posts_names_and_columns_show_as_written(page, server, shots, tmp_path, watched_address):
+    started = time.monotonic()
+    address, calls = watched_address
+    posts = [f"![pixelword]({address}/px.png)", f"[clickword]({address}/)", "**boldword** news",
+             "<b>tagword</b> here"]
+    picture = "**picword** <b>x.png"  # a browser sends a file's own name: no "/" in it
+    column = "**note** <b>colword</b>"
+    table_name = "**tableword**.csv"
+
+    # ----- Explore: the uploaded picture's name (a fresh tab: this walk runs on its own too) -----
+    page.goto(server["url"] + "/explore")
+    page.get_by_role("heading", name="Explore a pair").wait_for(timeout=FIRST_LOAD_MS)
+    _settle(page, FIRST_LOAD_MS)
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
+        {"name": picture, "mimeType": PNG_TYPE, "buffer": _png_bytes(tmp_path, "positive", 1)})
+    expect(page.get_by_text(f"Image in use: {picture} (your upload)")).to_be_visible()
+    _settle(page)
+
+    # ----- Batch: hostile posts, a hostile picture name and column name, unlabelled -----
+    _go(page, "Batch scoring", "Batch scoring")
+    rows = pd.DataFrame({"id": [f"p{k}" for k in range(len(posts))], "text": posts,
+                         "image": [picture, "a.png", picture, "a.png"], column: "x"})
+    page.get_by_label("CSV file with one pair per row").locator("input[type=file]").set_input_files(
+        {"name": table_name, "mimeType": "text/csv", "buffer": rows.to_csv(index=False).encode()})
+    expect(page.get_by_text(f"columns: id, text, image, {column}")).to_be_visible()
+    _settle(page)
+    page.get_by_text("Upload image files", exact=True).click()
+    page.get_by_label("Image files").locator("input[type=file]").set_input_files(
+        [{"name": picture, "mimeType": PNG_TYPE, "buffer": _png_bytes(tmp_path, "positive", 2)},
+         {"name": "a.png", "mimeType": PNG_TYPE, "buffer": _png_bytes(tmp_path, "negative", 3)}])
+    expect(page.get_by_text("2 image files found.")).to_be_visible()
+    _settle(page)
+    page.get_by_role("button", name="Score the table").click()
+    expect(page.get_by_text(f"Done: {len(posts)} / {len(posts)} rows")).to_be_visible()
+    page.get_by_role("heading", name="Label where it pays").wait_for()
+    _assert_clean(page, server)
+    _screenshot(page, shots, "10-hostile-rows")
+
+    main = page.locator('[data-testid="stMain"]')
+    # No request left the page for the address the posts name; nothing the users wrote became a
+    # picture, a link or bold text.
+    assert calls == [], calls
+    assert page.locator(f'img[src^="{address}"]').count() == 0
+    assert page.locator(f'a[href^="{address}"]').count() == 0
+    made_bold = main.locator("b, strong").filter(has_text=re.compile("boldword|tagword|picword|colword|tableword"))
+    assert made_bold.count() == 0, made_bold.all_inner_texts()
+    listed = [t.strip() for t in main.locator('[data-testid="stText"]').all_inner_texts()]
+    assert sorted(listed) == sorted(posts), listed  # "Label where it pays": each post in full, as typed
+    expect(main.get_by_text(f"{table_name} · head version")).to_be_visible()
+    assert main.get_by_text(picture).count() >= 2  # under the posts that name it
+    print(f"hostile rows walk took {time.monotonic() - started:.1f} s")
