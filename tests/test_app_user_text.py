@@ -115,8 +115,7 @@ def test_home_shows_a_version_note_as_written(app_env, tmp_path, monkeypatch):
     registry = open_registry()
     tensors, card = registry.load(registry.active_version())
     note = f"{PIXEL} {BOLD} {TAG}"
-    version = registry.save({name: t + 0.01 for name, t in tensors.items()}, {k: v for k, v in card.items() if k not in ("version", "builtin", "created_at")},
-                            note=note)
+    version = registry.save({name: t + 0.01 for name, t in tensors.items()}, card, note=note)
     registry.activate(version)
     at = open_page("home")
     assert any(literal(note) in c.value for c in at.caption), [c.value for c in at.caption]
