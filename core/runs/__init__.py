@@ -2,6 +2,7 @@
 
     from core.runs import save_run, list_runs, open_run, rename_run, delete_run, export_run
 """
+from core.runs.posts import Post, read_post
 from core.runs.record import ColumnRoles, RunRecord
 from core.runs.sources import read_scored_csv, save_ray_output, save_scored_csv
 from core.runs.store import (
@@ -19,6 +20,6 @@ from core.runs.store import (
     save_run,
 )
 
-__all__ = ["EXPORT_FORMATS", "ColumnRoles", "Run", "RunError", "RunNotFound", "RunRecord", "check_run_id",
-           "delete_run", "export_run", "list_runs", "open_run", "read_scored_csv", "rename_run", "runs_root",
+__all__ = ["EXPORT_FORMATS", "ColumnRoles", "Post", "Run", "RunError", "RunNotFound", "RunRecord", "check_run_id",
+           "delete_run", "export_run", "list_runs", "open_run", "read_post", "read_scored_csv", "rename_run", "runs_root",
            "save_ray_output", "save_run", "save_scored_csv"]
