@@ -22,8 +22,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import date
 
-from core.analysis.search import parse_search
+from core.analysis.search import SearchError, parse_search
 from core.analysis.sql import quote_identifier
+from core.errors import InputError
 from core.io.labels import LABELS
 
 CONFLICT_STATES = ("only", "none")
@@ -33,7 +34,7 @@ BLANK = None  # how a blank cell is named in a value filter (JSON null; "" in a 
 MAX_VALUES = 500
 
 
-class FilterError(ValueError):
+class FilterError(InputError):
     """A filter that cannot apply to this run (unknown column, malformed value); the message says which."""
 
 
@@ -87,7 +88,10 @@ class Filters:
         if (self.date_from or self.date_to) and not self.date_column:
             raise FilterError("a date range needs the column that holds the dates")
         self.search = (self.search or "").strip()
-        parse_search(self.search)  # refuses an unusable search now, not when it runs
+        try:
+            parse_search(self.search)  # refuses an unusable search now, not when it runs
+        except SearchError as error:
+            raise FilterError(str(error)) from None
 
     # ----- dict and query-string forms ---------------------------------------------------------------
     def to_dict(self) -> dict:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from core.errors import InputError
+
 # A "word character" in any script: letters, digits, underscore. Terms match only between non-word
 # characters (or the ends of the text), so "rain" is not found inside "brain".
 _WORD = r"[\pL\pN_]"
@@ -24,7 +26,7 @@ _TOKEN = re.compile(r'(-?)"([^"]*)"?|(\S+)')
 MAX_TERMS = 20
 
 
-class SearchError(ValueError):
+class SearchError(InputError):
     """The search text cannot be used (too many terms)."""
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from core import config
+from core.errors import InputError
 from core.runs.record import ColumnRoles, RunRecord
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ _ID = re.compile(r"[a-z0-9][a-z0-9-]{0,79}")
 ENGINES = ("page", "cli", "ray")
 
 
-class RunError(ValueError):
+class RunError(InputError):
     """A run cannot be saved, found or changed as asked; the message says why."""
 
 
