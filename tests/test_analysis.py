@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from core.analysis import OTHER, FilterError, Filters, RunQuery, breakdown, gallery, over_time, parse_search
-from core.analysis.stats import holm, net_interval, unusual_periods, wilson_interval
+from core.analysis.stats import chi2_sf, holm, net_interval, unusual_periods, wilson_interval
 from core.runs import save_run
 from tests.planted import (
     ALL_NEGATIVE,
@@ -219,6 +219,8 @@ def test_intervals_behave_at_the_edges_and_match_the_multinomial_variance():
     assert low[0] == pytest.approx(0.3 - 1.96 * se, abs=0.005) and high[0] == pytest.approx(0.3 + 1.96 * se, abs=0.005)
     assert np.isnan(net_interval([0], [0], [0])[0][0])
     assert list(holm([0.01, 0.04, np.nan, 0.03])[[0, 1, 3]]) == pytest.approx([0.03, 0.06, 0.06])
+    assert chi2_sf(3.841459, 1) == pytest.approx(0.05, abs=1e-6)      # the textbook 5 % critical values
+    assert chi2_sf(np.array([5.991465]), 2)[0] == pytest.approx(0.05, abs=1e-6)
     steady = np.array([[30, 15, 55]] * 12, dtype=float)
     assert not unusual_periods(steady)["unusual"].any()
     tiny = unusual_periods(np.array([[1, 0, 2], [30, 15, 55]], dtype=float))

@@ -15,9 +15,12 @@ test that marks a period whose class mix differs from the run's level beyond cha
   number of periods tested (Holm 1979). Periods whose expected count is below 5 in some class are too
   small for the chi-square approximation (Cochran's rule) and are not tested.
 
-Vectorised with numpy; p-values from scipy (a scikit-learn dependency).
+Vectorised with numpy. With three classes the test has one or two degrees of freedom, where the
+chi-square distribution has a closed form (``chi2_sf``), so no statistics package is needed.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -77,6 +80,17 @@ def holm(p_values) -> np.ndarray:
     return adjusted
 
 
+def chi2_sf(statistic, dof: int) -> np.ndarray:
+    """P(X ≥ statistic) for a chi-square variable with 1 or 2 degrees of freedom (what three classes give):
+    erfc(√(x/2)) and exp(−x/2)."""
+    x = np.maximum(np.asarray(statistic, dtype=float), 0.0)
+    if dof == 1:
+        return np.vectorize(lambda v: math.erfc(math.sqrt(v / 2)))(x) if x.ndim else math.erfc(math.sqrt(x / 2))
+    if dof == 2:
+        return np.exp(-x / 2)
+    raise ValueError(f"chi-square with {dof} degrees of freedom: only 1 or 2 (three classes) are needed")
+
+
 def unusual_periods(counts, alpha: float = ALPHA) -> dict[str, np.ndarray]:
     """Which periods' class counts differ from the overall mix beyond chance.
 
@@ -86,8 +100,6 @@ def unusual_periods(counts, alpha: float = ALPHA) -> dict[str, np.ndarray]:
     ``unusual`` (adjusted p < ``alpha``) per period, and ``residuals`` (periods, classes): the
     standardised residual (observed − expected) / √expected, which says which class drove it.
     """
-    from scipy.stats import chi2
-
     counts = np.asarray(counts, dtype=float)
     totals = counts.sum(axis=1)
     overall = counts.sum(axis=0)
@@ -99,7 +111,7 @@ def unusual_periods(counts, alpha: float = ALPHA) -> dict[str, np.ndarray]:
     dof = int(present.sum()) - 1
     tested = (totals > 0) & (expected[:, present] >= MIN_EXPECTED).all(axis=1) & (dof >= 1) & (len(counts) > 1)
     statistic = (residuals[:, present] ** 2).sum(axis=1)
-    p = np.where(tested, chi2.sf(statistic, max(dof, 1)), np.nan)
+    p = np.where(tested, chi2_sf(statistic, max(dof, 1)), np.nan)
     adjusted = holm(p)
     return {"p": p, "p_adjusted": adjusted, "tested": tested,
             "unusual": np.where(tested, adjusted < alpha, False), "residuals": residuals}

@@ -185,8 +185,11 @@ def _write_rows(frame: pd.DataFrame, path: Path) -> None:
         elif column == "conflict":
             array = pa.array([_as_bool(v) for v in values], type=pa.bool_())
         else:
-            array = pa.array([None if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v) for v in values],
-                             type=pa.string())
+            try:  # the common case, text and None: converted in C
+                array = pa.array(values, type=pa.string(), from_pandas=True)
+            except (pa.ArrowInvalid, pa.ArrowTypeError):  # other objects: their text
+                array = pa.array([None if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v)
+                                  for v in values], type=pa.string())
         arrays.append(array)
         names.append(str(column))
     pq.write_table(pa.Table.from_arrays(arrays, names=names), path, row_group_size=ROW_GROUP_ROWS)
