@@ -120,3 +120,29 @@ def file_stem(name: str) -> str:
     import re
 
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")[:60] or "run"
+
+
+def save_batch_run(batch: dict, card: dict, *, copy_pictures: bool) -> tuple[str | None, str | None]:
+    """Save a finished scoring of the batch page as a run, once per job (``batch["run"]``, the page's job
+    key): (run id, None), or (None, why it could not be saved). Pictures from an upload live in a
+    temporary folder: ``copy_pictures`` keeps a copy with the run."""
+    from core.runs import RunError, find_job, save_run
+    from core.scoring.output import with_input_columns
+
+    if batch.get("analysis_run"):
+        return batch["analysis_run"], None
+    saved = find_job(batch["run"]) if batch.get("run") else None
+    if saved is None:
+        if card.get("version") != batch.get("version"):  # the active version changed since: keep what is known
+            card = {"version": batch.get("version")}
+        by_row = {row.row: row for row in batch["rows"]}
+        frame = batch["result"].frame
+        paths = [None if by_row.get(r) is None or by_row[r].image_path is None else str(by_row[r].image_path)
+                 for r in frame["row"]]
+        try:
+            saved = save_run(with_input_columns(frame, batch["table"]), source=batch["name"], engine="page",
+                             card=card, image_paths=paths, copy_images=copy_pictures, job=batch.get("run")).record
+        except (RunError, OSError) as error:
+            return None, str(error)
+    batch["analysis_run"] = saved.id
+    return saved.id, None

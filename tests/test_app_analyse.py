@@ -207,3 +207,31 @@ def test_a_click_on_a_group_names_it_and_the_pooled_group_cannot_be_clicked(run)
     assert clicked_group({"selection": {"points": [{"customdata": ["blank", None]}]}}) == ("blank", None)
     assert clicked_group({"selection": {"points": [{"customdata": ["other", None]}]}}) is None
     assert clicked_group(None) is None and clicked_group({"selection": {"points": []}}) is None
+
+
+def test_a_finished_batch_page_scoring_is_saved_once_with_its_uploaded_pictures(home, tmp_path):
+    from app.analysis_views import save_batch_run
+    from core.io.tables import prepare_pairs
+    from core.scoring.batch import BatchResult, result_columns
+
+    table = pd.DataFrame({"id": ["a", "b"], "text": ["@acme love it", "meh"], "image": ["a.png", "b.png"],
+                          "brand": ["Acme", "Bolt"]})
+    for name in table["image"]:
+        draw_image(tmp_path / name, "positive", seed=1)
+    rows = prepare_pairs(table, id_column="id", images_root=tmp_path)
+    frame = planted_frame(2).head(2)[result_columns()].assign(row=[0, 1], id=["a", "b"], text=list(table["text"]))
+    batch = {"result": BatchResult(frame, 2, 2), "rows": rows, "table": table, "name": "pairs.csv", "version": "v3",
+             "run": "job-123"}
+    run_id, problem = save_batch_run(batch, {"version": "v3", "weights_sha256": "abc"}, copy_pictures=True)
+    assert problem is None and [r.id for r in list_runs()] == [run_id]
+    (tmp_path / "a.png").unlink()                                        # the upload folder is cleaned up
+    from core.runs import read_post
+
+    post = read_post(run_id, 0)
+    assert post.text == "@acme love it" and post.image_path is not None and post.image_path.is_file()
+    assert list_runs()[0].head == {"version": "v3", "weights_sha256": "abc"} and list_runs()[0].roles.groups == ["brand"]
+    # The page reruns after a restart: the same job is not saved twice.
+    fresh = {**batch}
+    fresh.pop("analysis_run", None)
+    assert save_batch_run(fresh, {"version": "v3"}, copy_pictures=True) == (run_id, None)
+    assert len(list_runs()) == 1

@@ -13,6 +13,7 @@ from core.runs.store import (
     check_run_id,
     delete_run,
     export_run,
+    find_job,
     list_runs,
     open_run,
     rename_run,
@@ -21,5 +22,5 @@ from core.runs.store import (
 )
 
 __all__ = ["EXPORT_FORMATS", "ColumnRoles", "Post", "Run", "RunError", "RunNotFound", "RunRecord", "check_run_id",
-           "delete_run", "export_run", "list_runs", "open_run", "read_post", "read_scored_csv", "rename_run", "runs_root",
+           "delete_run", "export_run", "find_job", "list_runs", "open_run", "read_post", "read_scored_csv", "rename_run", "runs_root",
            "save_ray_output", "save_run", "save_scored_csv"]

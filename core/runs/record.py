@@ -35,7 +35,8 @@ class RunRecord:
     """A saved run's record. ``engine``: where it was scored (page, cli, ray); ``head``: the head version
     and its weights' hash; ``encoders``: the text and image encoders' spec and id; ``rows``: every
     input row, ``scored``: those with a prediction, ``errors``: bad rows; ``columns``: the rows'
-    columns in order, for people (without the stored picture path)."""
+    columns in order, for people (without the stored picture path); ``job``: what the batch page
+    calls this scoring (None elsewhere)."""
     id: str
     name: str
     created: str
@@ -48,6 +49,7 @@ class RunRecord:
     encoders: dict = field(default_factory=dict)
     columns: list[str] = field(default_factory=list)
     roles: ColumnRoles = field(default_factory=ColumnRoles)
+    job: str | None = None     # the batch page's job key, so one scoring is saved once
     format: int = FORMAT
 
     def to_dict(self) -> dict:

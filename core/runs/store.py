@@ -95,7 +95,8 @@ def new_run_id(name: str, created: datetime) -> str:
 
 
 def save_run(frame: pd.DataFrame, *, source: str, engine: str, name: str | None = None, card: dict | None = None,
-             image_paths: Sequence | None = None, copy_images: bool = False, label_column: str | None = "label") -> Run:
+             image_paths: Sequence | None = None, copy_images: bool = False, label_column: str | None = "label",
+             job: str | None = None) -> Run:
     """Save scored rows as a new run and return it.
 
     ``frame``: the scored columns (``core.scoring.batch``) followed by the input table's other columns
@@ -103,7 +104,8 @@ def save_run(frame: pd.DataFrame, *, source: str, engine: str, name: str | None 
     or folder name; ``engine``: page, cli or ray; ``card``: the head card that scored them (version,
     weights hash, encoders). ``image_paths``: each row's picture file (None where it has none), kept so
     the gallery can show it; with ``copy_images`` the pictures are copied into the run (for uploads
-    that live in a temporary folder). Raises RunError for rows that are not a scored table.
+    that live in a temporary folder). ``job`` names the scoring job (``find_job``). Raises RunError for
+    rows that are not a scored table.
     """
     missing = [c for c in ("row", "prediction", "status") if c not in frame.columns]
     if missing:
@@ -129,6 +131,7 @@ def save_run(frame: pd.DataFrame, *, source: str, engine: str, name: str | None 
         _write_rows(frame, temporary / ROWS_FILE)
         record = _record(run_id, name, created, source, engine, frame, card, columns, image_path_column,
                          label_column if label_column in columns else None, temporary / ROWS_FILE)
+        record.job = job
         _write_record(temporary, record)
         os.replace(temporary, root / run_id)
     except BaseException:
@@ -253,6 +256,11 @@ def list_runs() -> list[RunRecord]:
         except (OSError, ValueError, TypeError, KeyError) as error:
             log.warning("run folder %s cannot be read and is left out: %s", folder, error)
     return sorted(records, key=lambda r: (r.created, r.id), reverse=True)
+
+
+def find_job(job: str) -> RunRecord | None:
+    """The newest saved run of the scoring job ``job`` (see ``save_run``), or None."""
+    return next((r for r in list_runs() if r.job == job), None)
 
 
 def open_run(run_id: str) -> Run:
