@@ -52,10 +52,10 @@ def breakdown_chart(result) -> go.Figure:
     fig.update_xaxes(title_text="% of posts", range=[0, 100], row=1, col=1)
     fig.update_xaxes(title_text="points", range=[-105, 105], zeroline=False, row=1, col=2)
     fig.update_yaxes(autorange="reversed", type="category")
-    height = 140 + 34 * len(labels)
+    height = max(280, 130 + 38 * len(labels))
     fig.update_layout(template=_TEMPLATE, barmode="stack", height=height, legend_title_text="",
                       title=dict(text=f"Sentiment by {html.escape(result.column)}"), clickmode="event+select",
-                      legend=dict(orientation="h", y=-0.12 if len(labels) > 3 else -0.3))
+                      margin=dict(t=90), legend=dict(traceorder="normal"))
     return fig
 
 
