@@ -21,6 +21,8 @@ pages = [
     st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("app_pages/explore.py", title="Explore a pair", icon=":material/search:"),
     st.Page("app_pages/batch.py", title="Batch scoring", icon=":material/table:"),
+    st.Page("app_pages/analyse.py", title="Analyse a run", icon=":material/insights:"),
+    st.Page("app_pages/runs.py", title="Saved runs", icon=":material/folder_open:"),
     st.Page("app_pages/correct.py", title="Correct the model", icon=":material/tune:"),
 ]
 st.navigation(pages).run()

@@ -68,18 +68,27 @@ def metrics_table(metrics: dict) -> pd.DataFrame:
                          for h, m in metrics.items()])
 
 
-def html_report(title: str, figures: dict, summary: pd.DataFrame | None, counts: dict) -> str:
+def html_report(title: str, figures: dict, summary: pd.DataFrame | None, counts: dict, *,
+                notes: list[str] | None = None, tables: dict[str, pd.DataFrame] | None = None) -> str:
     """A self-contained HTML page of a scored batch: counts, the metrics table when there are labels,
-    and every chart (plotly.js inlined once, so it opens offline and the charts stay interactive)."""
+    and every chart (plotly.js inlined once, so it opens offline and the charts stay interactive).
+    ``notes`` are lines of plain text under the counts (the filters applied, say); ``tables`` go under
+    the chart of the same name, or on their own. Every text is escaped: it may be the user's."""
     import html
 
+    tables = dict(tables or {})
     parts = [f"<h1>{html.escape(title)}</h1>",
              "<p>" + " · ".join(f"{html.escape(k)}: {v:,}" for k, v in counts.items()) + "</p>"]
+    parts += [f"<p>{html.escape(line)}</p>" for line in notes or []]
     if summary is not None:
         parts += ["<h2>Against the labels</h2>", summary.to_html(index=False, escape=True)]
     for n, (name, figure) in enumerate(figures.items()):
         parts += [f"<h2>{html.escape(name)}</h2>",
                   figure.to_html(full_html=False, include_plotlyjs=(n == 0))]
+        if name in tables:
+            parts.append(tables.pop(name).to_html(index=False, escape=True))
+    for name, table in tables.items():
+        parts += [f"<h2>{html.escape(name)}</h2>", table.to_html(index=False, escape=True)]
     return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>" + html.escape(title) + "</title>"
             "<style>body{font-family:sans-serif;max-width:1000px;margin:auto} table{border-collapse:collapse}"
             " td,th{border:1px solid #ccc;padding:4px 8px}</style></head><body>" + "".join(parts) + "</body></html>")

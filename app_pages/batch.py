@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from app import charts
+from app.analysis_views import save_batch_run
 from app.batch_report import (
     LINE,
     MAX_THUMBNAILS,
@@ -262,6 +263,14 @@ m2.metric("Bad rows", f"{len(bad):,}")
 m3.metric("Modality conflicts", f"{int(frame['conflict'].sum()):,}")
 m4.metric("Time", duration(batch["seconds"]) if batch["seconds"] is not None else "—")
 st.caption(f"{literal(batch['name'])} · head version {batch['version']}")
+if result.finished:  # kept as a run to analyse: by any column, over time, the pictures
+    run_id, problem = save_batch_run(batch, predictor.card, copy_pictures=source.startswith("Upload"))
+    if run_id:
+        st.page_link("app_pages/analyse.py", label="Analyse this run: by any column, over time, the pictures",
+                     icon=":material/insights:", query_params={"run": run_id})
+    else:
+        st.warning("This scoring could not be saved as a run to analyse later; the results below are not affected.")
+        st.text(problem)
 
 if len(bad):
     with st.expander(f"{len(bad):,} bad row{'s' if len(bad) != 1 else ''} were not scored — see why", expanded=True):

@@ -27,6 +27,33 @@ def inputs_fingerprint(text: str | None, image: bytes | None) -> dict[str, str |
             "image": None if image is None else hashlib.sha256(image).hexdigest()}
 
 
+# ----- a post opened from a saved run (the analysis page's gallery links here with ?run=…&row=…) -----
+link = (st.query_params.get("run"), st.query_params.get("row"))
+if all(link) and state.get("explore_link") != link:
+    state["explore_link"] = link
+    from core.io.images import read_image_bytes
+    from core.runs import RunError, read_post
+
+    try:
+        post = read_post(*link)
+        picture = read_image_bytes(post.image_path) if post.image_path else None
+    except (RunError, ImageError, OSError) as error:
+        st.error("This post of a saved run cannot be opened:")
+        st.text(str(error))  # it may quote the link's own text: shown as text, never Markdown
+    else:
+        state["explore_text"] = post.text or ""
+        if picture is None:
+            state.pop("explore_example_image", None)
+        else:
+            state["explore_example_image"] = (post.image_name or post.image_path.name, picture)
+        state["explore_upload_round"] = state.get("explore_upload_round", 0) + 1
+        state.pop("explore_result", None)
+        state["explore_from_run"] = (post.run_name, post.id or str(post.row), picture is None and bool(post.image_name))
+if state.get("explore_from_run") and state.get("explore_link") == link:
+    run_name, post_id, picture_gone = state["explore_from_run"]
+    st.text(f"Post {post_id} of the run {run_name}" + (" (its picture is no longer on this server)" if picture_gone else ""))
+
+
 # ----- examples -----------------------------------------------------------------------------------
 examples = example_pairs()
 if examples:

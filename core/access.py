@@ -39,7 +39,8 @@ class Role(str, Enum):
 ACTIVATE, ROLL_BACK, IMPORT, DELETE, SERVER_FOLDERS = (
     "activate a head version", "roll back the head version", "import a head version", "delete a head version",
     "read folders on the server")
-OPERATOR_ONLY = (ACTIVATE, ROLL_BACK, IMPORT, DELETE, SERVER_FOLDERS)
+DELETE_RUN = "delete a saved run"
+OPERATOR_ONLY = (ACTIVATE, ROLL_BACK, IMPORT, DELETE, SERVER_FOLDERS, DELETE_RUN)
 
 
 @dataclass(frozen=True)

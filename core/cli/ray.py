@@ -74,4 +74,8 @@ def score_on_ray_command(args) -> int:
           f"{result.startup_s:.1f}s to start Ray, first partition after {result.first_partition_s or 0:.1f}s), "
           f"{result.errors} row errors → {out}/ "
           f"({result.total_partitions} partitions, {len(result.skipped)} finished before and skipped)")
+    if not args.no_run:
+        from core.cli.runs import save_ray_run
+
+        save_ray_run(out)
     return 0

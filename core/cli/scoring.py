@@ -91,6 +91,10 @@ def cmd_score(args) -> int:
     print(f"scored {scored_now:,} rows in {seconds:.1f}s ({scored_now / max(seconds, 1e-9):.1f} rows/s)"
           + (f" after the {first:,} already done" if first else "")
           + f"; {len(rows):,} rows in all, {n_errors:,} row errors → {out}")
+    if not args.no_run:
+        from core.cli.runs import save_score_run
+
+        save_score_run(out, source=Path(args.csv).name, card=predictor.card, rows=rows)
     return 0
 
 
@@ -159,6 +163,8 @@ def register(sub) -> None:
                        help="insist on continuing an unfinished --out (an error when there is none)")
     score.add_argument("--restart", action="store_true",
                        help="score from the beginning even if --out holds an unfinished run")
+    score.add_argument("--no-run", action="store_true",
+                       help="do not save the finished scoring as a run (by default it is, and `run: <id>` is printed last)")
     add_ray_arguments(score)
     score.set_defaults(run=cmd_score)
 
