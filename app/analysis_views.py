@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import io
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -123,7 +124,7 @@ def file_stem(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")[:60] or "run"
 
 
-def save_batch_run(batch: dict, card: HeadCard, *, copy_pictures: bool) -> tuple[str | None, str | None]:
+def save_batch_run(batch: dict, card: HeadCard | Mapping, *, copy_pictures: bool) -> tuple[str | None, str | None]:
     """Save a finished scoring of the batch page as a run, once per job (``batch["run"]``, the page's job
     key): (run id, None), or (None, why it could not be saved). Pictures from an upload live in a
     temporary folder: ``copy_pictures`` keeps a copy with the run."""
@@ -134,7 +135,8 @@ def save_batch_run(batch: dict, card: HeadCard, *, copy_pictures: bool) -> tuple
         return batch["analysis_run"], None
     saved = find_job(batch["run"]) if batch.get("run") else None
     if saved is None:
-        if card.version != batch.get("version"):  # the active version changed since: keep what is known
+        version = card.version if isinstance(card, HeadCard) else card.get("version")
+        if version != batch.get("version"):  # the active version changed since: keep what is known
             card = {"version": batch.get("version")}
         by_row = {row.row: row for row in batch["rows"]}
         frame = batch["result"].frame

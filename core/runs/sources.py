@@ -33,7 +33,7 @@ def restore_scored_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """A scored table read back from CSV (every cell text) with the scorer's values again: quotes
     undone, probabilities and confidence as numbers, ``row`` as an integer, blanks as None in the
     scored text columns. Input columns stay text, blank as ""."""
-    from core.scoring.stream import FLOAT_COLUMNS
+    from core.scoring.batch import FLOAT_COLUMNS
 
     frame = frame.rename(columns=unquote_formula)
     restored = {}

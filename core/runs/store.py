@@ -177,7 +177,7 @@ def _write_rows(frame: pd.DataFrame, path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from core.scoring.stream import FLOAT_COLUMNS
+    from core.scoring.batch import FLOAT_COLUMNS
 
     arrays, names = [], []
     for column in frame.columns:

@@ -22,6 +22,7 @@ from core.io.labels import HEAD_NAMES, LABELS
 from core.scoring.answer import answering_heads
 
 PROBABILITY_COLUMNS = [f"p_{head}_{label}" for head in HEAD_NAMES for label in LABELS]
+FLOAT_COLUMNS = [*PROBABILITY_COLUMNS, "confidence"]  # the scored columns that are numbers (NaN where none)
 
 log = logging.getLogger(__name__)
 
