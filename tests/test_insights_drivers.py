@@ -103,6 +103,7 @@ def test_posts_become_words_hashtags_mentions_and_emoji_ignoring_case_and_links(
     assert tokenise(text) == ["flooded", "again", "#flood", "@cityhall", "😡", "😡", "don't"]
     assert [term_kind(t) for t in ("#flood", "@cityhall", "😡", "flood")] == ["hashtag", "mention", "emoji", "word"]
     assert tokenise(None) == [] and tokenise(float("nan")) == []
+    assert tokenise("RT @bob: rain &amp; wind http… www.x.org/a") == ["@bob", "rain", "wind"]
 
 
 def test_posts_without_terms_give_empty_tables_not_an_error():

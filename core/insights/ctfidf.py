@@ -7,7 +7,7 @@ All posts of a theme are read as one document. For a term t and a theme c:
 
 tf(t, c): posts of theme c that hold t; f(t): posts of all themes that hold it; A: the average number
 of term counts per theme. A term frequent in one theme and rare elsewhere ranks first. Common
-English words and a few social-media fillers (rt, amp, via) are left out, and a term is counted once
+English words and a few social-media fillers (via, im, just …) are left out, and a term is counted once
 per post, as for drivers.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from core.insights.drivers import term_matrix
 
-STOP_WORDS = sorted(ENGLISH_STOP_WORDS | {"rt", "amp", "via", "im", "just", "get", "got", "like", "don't", "it's",
+STOP_WORDS = sorted(ENGLISH_STOP_WORDS | {"via", "im", "just", "get", "got", "like", "don't", "it's",
                                           "i'm", "can't", "that's", "you're", "i've", "i'll", "let's"})
 MIN_POSTS = 2  # a term in a single post names nothing
 
