@@ -9,7 +9,7 @@ import pytest
 
 from core.features.store import FeatureStore
 from core.insights.features import StoredVectors, text_keys
-from core.insights.theme_store import load_themes, save_themes
+from core.insights.theme_store import load_assignment, load_themes, save_themes
 from core.insights.themes import NO_THEME, ThemeConfig, find_themes
 
 TOPICS = [["rain", "flood", "storm"], ["beach", "sun", "holiday"], ["coffee", "morning", "cup"],
@@ -114,8 +114,9 @@ def test_themes_are_kept_beside_the_run_and_read_back(tmp_path):
     vectors, texts, topic, classes = planted(n=600, seed=6)
     themes = find_themes(vectors, texts, classes=classes, dates=["2024-01-01"] * 600)
     assert load_themes(tmp_path) is None
-    save_themes(themes, tmp_path / "run")
+    save_themes(themes, tmp_path / "run", rows=np.arange(600) + 1000)
     again = load_themes(tmp_path / "run")
+    assert load_assignment(tmp_path / "run")["row"].tolist() == list(range(1000, 1600))
     assert np.array_equal(again.assignment, themes.assignment) and again.k == themes.k
     assert again.to_json() == themes.to_json() and again.config == themes.config
     pd.testing.assert_frame_equal(again.table, themes.table, check_dtype=False)
