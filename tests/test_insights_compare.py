@@ -153,3 +153,5 @@ def test_the_same_version_twice_or_an_unknown_one_is_refused(scored_posts):
         compare_versions(p["v1"], p["v1"], p["store"], p["texts"], registry=p["registry"])
     with pytest.raises(VersionNotFound, match="no-such-version"):
         resolve_version("no-such-version", p["registry"])
+    with pytest.raises(VersionNotFound, match="is not a head version folder"):
+        resolve_version(str(p["store"].path.parent / "nowhere" / "v9"), p["registry"])

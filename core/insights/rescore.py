@@ -39,6 +39,8 @@ def resolve_version(reference: str, registry=None) -> Version:
     from core.registry import CARD_FILE, RegistryError, open_registry, read_version_folder
 
     folder = Path(str(reference)).expanduser()
+    if ("/" in str(reference) or folder.is_dir()) and not (folder / CARD_FILE).is_file():
+        raise VersionNotFound(f"{reference!r} is not a head version folder (no {CARD_FILE} there)")
     try:
         if (folder / CARD_FILE).is_file():
             tensors, card = read_version_folder(folder)
