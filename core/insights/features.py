@@ -1,0 +1,81 @@
+"""A run's posts' features read back from the feature store, never encoded again.
+
+The store files every vector under (encoder feature key, sha256 of the content): the text itself, or
+an image file's bytes. Themes and a second head version only need those vectors, so they read them
+here; a post whose vector is not in the store (the store was cleared, the run came from another
+machine) is reported as missing, not encoded behind the user's back.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from core.features.store import FeatureStore, content_key
+from core.io.images import read_image_bytes
+
+LOOKUP_CHUNK = 5000  # keys per store read: bounds the memory of a lookup on a large run
+
+
+def has_text(text: object) -> bool:
+    """Whether a post has a text the scorer would have encoded (a non-blank string)."""
+    return isinstance(text, str) and bool(text.strip())
+
+
+def text_keys(texts: Sequence) -> list[str | None]:
+    """Store keys of texts (None where a post has no text), as the scorer filed them."""
+    return [content_key(str(t)) if has_text(t) else None for t in texts]
+
+
+def _image_key(path) -> str | None:
+    try:
+        return content_key(read_image_bytes(Path(path)))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def image_keys(paths: Sequence, workers: int = 2) -> list[str | None]:
+    """Store keys of image files (the sha256 of their bytes; None where there is no file or it cannot
+    be read). Files are read in ``workers`` threads (reading and hashing release the GIL)."""
+    wanted = [i for i, p in enumerate(paths) if p is not None and str(p) not in ("", "nan", "None")]
+    keys: list[str | None] = [None] * len(paths)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for i, key in zip(wanted, pool.map(_image_key, [paths[i] for i in wanted])):
+            keys[i] = key
+    return keys
+
+
+def stored_vectors(store: FeatureStore, feature_key: str, keys: Sequence[str | None],
+                   dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """(vectors (len(keys), dim) float32, found (len(keys),) bool): zeros and False where a key is
+    None or not stored. Read ``LOOKUP_CHUNK`` keys at a time."""
+    out = np.zeros((len(keys), dim), dtype=np.float32)
+    found = np.zeros(len(keys), dtype=bool)
+    for start in range(0, len(keys), LOOKUP_CHUNK):
+        chunk = keys[start:start + LOOKUP_CHUNK]
+        vectors = store.get_many(feature_key, [k for k in chunk if k is not None])
+        for offset, key in enumerate(chunk):
+            vector = vectors.get(key) if key is not None else None
+            if vector is not None and vector.shape[0] == dim:
+                out[start + offset] = vector
+                found[start + offset] = True
+    return out, found
+
+
+class StoredVectors:
+    """The vectors of a list of store keys, read on demand: ``rows(positions)`` gives the vectors of
+    those posts (zeros where missing). Lets themes stream a large run through the store in chunks
+    instead of holding every full-size vector at once."""
+
+    def __init__(self, store: FeatureStore, feature_key: str, keys: Sequence[str | None], dim: int):
+        self.store, self.feature_key, self.keys, self.dim = store, feature_key, list(keys), int(dim)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def rows(self, positions: Sequence[int]) -> np.ndarray:
+        """Vectors of the posts at ``positions`` (zeros where not stored)."""
+        return stored_vectors(self.store, self.feature_key, [self.keys[i] for i in positions], self.dim)[0]
+
