@@ -6,10 +6,10 @@ import logging
 import sys
 import warnings
 
-from core.cli import access, encoders, scoring, training, versions
+from core.cli import access, correct, encoders, scoring, training, versions
 
 # Each group adds its subcommands in this order (the order of ``--help``).
-COMMAND_GROUPS = (scoring, training, encoders, versions, access)
+COMMAND_GROUPS = (scoring, training, correct, encoders, versions, access)
 
 log = logging.getLogger("core.cli")
 
