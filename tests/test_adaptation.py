@@ -151,8 +151,8 @@ def test_replayed_reference_pairs_keep_the_reference_while_the_head_learns_anoth
     text[np.arange(120), 3 + labels] += 3.0
     user = PostSet(text, np.zeros((120, IMAGE_DIM), np.float32), np.zeros(120, bool), labels)
 
-    alone = Adapter(parent, AdaptationConfig(replay_weight=0.0)).fit(user, check=check)
-    replayed = Adapter(parent, AdaptationConfig(replay_weight=1.0)).fit(user, replay=replay, check=check)
+    alone = Adapter(parent).fit(user, replay=replay, check=check)  # no pictures: the text head is not held
+    replayed = Adapter(parent, AdaptationConfig(text_replay_weight=1.0)).fit(user, replay=replay, check=check)
     assert alone.reference_["before"]["text"] > 0.9
     assert replayed.reference_["after"]["text"] > alone.reference_["after"]["text"] + 0.1
     assert replayed.reference_["after"]["text"] > replayed.reference_["before"]["text"] - 0.05
@@ -197,3 +197,13 @@ def test_an_adaptation_from_a_text_only_table_saves_as_a_version_that_loads_and_
     np.testing.assert_allclose(served_logits(heads_from_card(tensors, saved), posts)[1],
                                served_logits(run.adapter.model_, posts)[1], atol=1e-5)
     assert predictor.heads is not run.adapter.model_
+
+
+def test_a_label_the_user_never_gave_is_learned_from_the_reference_and_refused_without_one():
+    reference = synthetic_set(90, seed=14)
+    user = text_posts(60, seed=15, labels=np.repeat([0, 2], 30))  # no neutral post at all
+    adapter = Adapter(ensemble_heads()).fit(user, replay=reference)
+    _, served = served_logits(adapter.model_, PostSet.from_pairs(reference))
+    assert 1 in served.argmax(1)  # it can still say neutral
+    with pytest.raises(TrainingRefused, match="every label"):
+        Adapter(ensemble_heads()).fit(user)

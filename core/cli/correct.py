@@ -27,7 +27,7 @@ def cmd_correct(args) -> int:
     _, rows = read_rows(args, require_label=True)
     reference = load_reference_set(predictor.text_encoder, predictor.image_encoder, predictor.store)
     replay, check = reference.split()
-    config = AdaptationConfig(replay_weight=args.replay_weight)
+    config = AdaptationConfig(replay_weight=args.replay_weight, text_replay_weight=args.text_replay_weight)
     run = run_adaptation(predictor, rows, replay, check, config, reference_name=reference.name,
                          on_step=lambda message, done: print(f"[{done:4.0%}] {message}", file=sys.stderr, flush=True))
     adapter = run.adapter
@@ -72,7 +72,11 @@ def register(sub) -> None:
     correct.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: $MMSA_DEVICE, else auto)")
     add_columns(correct, "label")
     correct.add_argument("--replay-weight", type=float, default=AdaptationConfig.replay_weight,
-                         help="weight of the replayed reference pairs, as a share of your labels")
+                         help="weight of the replayed reference pairs for the heads that learn from pictures, as "
+                              "a share of your labels")
+    correct.add_argument("--text-replay-weight", type=float, default=None,
+                         help="the same for the text head (default: --replay-weight × the share of your posts "
+                              "with a picture, so 0 for a set without pictures)")
     correct.add_argument("--save", action="store_true", help="store the result as a version (not activated); "
                          "its id is the last line, `version: <id>`")
     correct.add_argument("--note", default="", help="note of the saved version")
