@@ -291,7 +291,7 @@ def more_labels_verdict(curve: list[dict]) -> dict:
     added = max(last["labels_used"] - previous["labels_used"], 1.0)
     per_100 = gain / added * 100
     step = f"from {previous['labels_used']:.0f} to {last['labels_used']:.0f} labels"
-    figures = f"{gain * 100:+.1f} points (95 % interval {low * 100:+.1f} to {high * 100:+.1f})"
+    figures = f"{gain * 100:+.1f} points (95% interval {low * 100:+.1f} to {high * 100:+.1f})"
     if low > 0:
         answer = "yes"
         message = (f"Yes: {step} the held-out accuracy moved {figures}, about {per_100 * 100:+.1f} points per 100 "
