@@ -25,6 +25,7 @@ from core.io.paths import UnsafePathError
 from core.io.tables import TableError, prepare_pairs, read_table
 from core.registry import RegistryError
 
+REPLAY_CHOICES = ["automatic", 0.7, 2.0, 5.0, 10.0, 30.0]
 TEXT_REPLAY_CHOICES = ["automatic", 0.0, 0.3, 0.7, 1.0]
 
 
@@ -50,15 +51,17 @@ def _rows(csv_file, images) -> list:
 def _settings() -> AdaptationConfig:
     with st.expander("Settings"):
         s1, s2 = st.columns(2)
-        replay = s1.select_slider("Weight of the reference (heads that see pictures)", [0.0, 0.3, 0.7, 1.0, 2.0],
-                                  value=AdaptationConfig.replay_weight, key="adapt_replay",
+        replay = s1.select_slider("Weight of the reference (heads that see pictures)", REPLAY_CHOICES,
+                                  value="automatic", key="adapt_replay",
                                   help="How much the replayed reference pairs count, as a share of your labels: "
-                                       "more keeps the reference, less follows your posts.")
+                                       "more keeps the reference, less follows your posts. Automatic: the smallest "
+                                       "that keeps the reference's fused accuracy within 3 points.")
         text = s2.select_slider("Weight of the reference for the text head", TEXT_REPLAY_CHOICES,
                                 value="automatic", key="adapt_text_replay",
                                 help="Automatic: the weight above times the share of your posts with a picture, "
                                      "so a set without pictures teaches the text head your posts alone.")
-    return AdaptationConfig(replay_weight=float(replay), text_replay_weight=None if text == "automatic" else float(text))
+    return AdaptationConfig(replay_weight=None if replay == "automatic" else float(replay),
+                            text_replay_weight=None if text == "automatic" else float(text))
 
 
 def _train(eng, version: str, predictor, state) -> None:
@@ -94,7 +97,9 @@ def _results(trained: dict, version: str) -> None:
     if trained["base_version"] != version:
         st.warning(f"The active version changed to {version} since this adaptation started from "
                    f"{trained['base_version']}; saving keeps {trained['base_version']} as its parent.")
-    st.caption(protocol_text(adapter.protocol_))
+    st.caption(protocol_text(adapter.protocol_) + (
+        f" The reference was replayed at weight {adapter.replay_weight_:g}, the smallest that kept its fused "
+        "accuracy within 3 points." if adapter.replay_choice_ else ""))
     before, after = adapter.evaluation_["before"], adapter.evaluation_["after"]
     c1, c2, c3 = st.columns(3)
     c1.metric("Your held-out posts, adapted", pct(after["accuracy"]),

@@ -207,3 +207,30 @@ def test_a_label_the_user_never_gave_is_learned_from_the_reference_and_refused_w
     assert 1 in served.argmax(1)  # it can still say neutral
     with pytest.raises(TrainingRefused, match="every label"):
         Adapter(ensemble_heads()).fit(user)
+
+
+def test_with_pictures_the_reference_is_replayed_only_as_much_as_keeps_its_fused_answers():
+    from core.heads.adaptation import MAX_REFERENCE_DROP, REPLAY_LADDER
+    from core.heads.training import TrainConfig, train_heads
+
+    parent = train_heads(synthetic_set(150, seed=12), synthetic_set(60, seed=13),
+                         TrainConfig(hidden=HIDDEN, members=3, dropout=0.1, lr=1e-2, max_epochs=40, patience=40)).model
+    reference = synthetic_set(240, seed=16)
+    pairs = synthetic_set(90, seed=17)
+    config = AdaptationConfig(C=0.1)  # a few synthetic dimensions need less shrinking than 1,152 real ones
+    agreeing = Adapter(parent, config).fit(PostSet.from_pairs(pairs), replay=reference)
+    assert agreeing.replay_weight_ == REPLAY_LADDER[0] and len(agreeing.replay_choice_) == 1
+
+    # The same kind of post under another rule: learning it costs the reference, so more is replayed.
+    contrary = PostSet.from_pairs(pairs)
+    contrary.labels = (pairs.labels + 1) % 3
+    adapter = Adapter(parent, config).fit(contrary, replay=reference)
+    tried = adapter.replay_choice_
+    assert len(tried) > 1 and adapter.replay_weight_ == tried[-1]["weight"]
+    assert all(t["fused_before"] - t["fused_after"] > MAX_REFERENCE_DROP for t in tried[:-1])
+    assert tried[-1]["fused_before"] - tried[-1]["fused_after"] <= MAX_REFERENCE_DROP or \
+        adapter.replay_weight_ == REPLAY_LADDER[-1]
+
+    fixed = Adapter(parent, AdaptationConfig(C=0.1, replay_weight=0.7)).fit(contrary, replay=reference)
+    assert fixed.replay_weight_ == 0.7 and fixed.replay_choice_ == []
+    assert Adapter(parent).fit(text_posts(60, seed=1), replay=reference).replay_choice_ == []  # no pictures

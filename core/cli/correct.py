@@ -45,6 +45,9 @@ def cmd_correct(args) -> int:
         before, after = adapter.reference_["before"], adapter.reference_["after"]
         print(f"reference ({run.reference_name}, {adapter.reference_['n']} held-out pairs): " + "  ".join(
             f"{head} {_pct(before[head])} → {_pct(after[head])}" for head in ("fused", "text", "image")))
+    if adapter.replay_choice_:
+        print(f"reference replayed at weight {adapter.replay_weight_:g} (the smallest keeping its fused accuracy "
+              "within 3 points on a guard part of the replayed pairs)")
     print(f"adapted heads: {', '.join(adapter.adapted_heads_)}; {run.seconds:.1f} s")
     if args.json:
         Path(args.json).write_text(json.dumps(adapted_card(predictor.card, run, base_version="")["training"],
@@ -62,8 +65,6 @@ def cmd_correct(args) -> int:
 
 def register(sub) -> None:
     """Add this group's subcommands to the CLI's subparsers."""
-    from core.heads.adaptation import AdaptationConfig
-
     correct = sub.add_parser("correct", help="adapt the served heads to a labelled CSV of your own posts; "
                              "before / after on held-out labels; --save stores a version")
     correct.add_argument("--csv", required=True, help="columns text and label; image optional (relative to --images)")
@@ -71,9 +72,10 @@ def register(sub) -> None:
     correct.add_argument("--head", default=None, help="head version id or version folder to adapt (default: active)")
     correct.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: $MMSA_DEVICE, else auto)")
     add_columns(correct, "label")
-    correct.add_argument("--replay-weight", type=float, default=AdaptationConfig.replay_weight,
+    correct.add_argument("--replay-weight", type=float, default=None,
                          help="weight of the replayed reference pairs for the heads that learn from pictures, as "
-                              "a share of your labels")
+                              "a share of your labels (default: the smallest that keeps the reference's fused "
+                              "accuracy within 3 points)")
     correct.add_argument("--text-replay-weight", type=float, default=None,
                          help="the same for the text head (default: --replay-weight × the share of your posts "
                               "with a picture, so 0 for a set without pictures)")

@@ -103,8 +103,10 @@ def fit_readout(z: np.ndarray, parent: np.ndarray, labels: np.ndarray, *, C: flo
     y = np.concatenate(targets)
     if len(np.unique(y)) < N_CLASSES:
         raise ValueError("a read-out needs every label among its rows (user labels or replayed pairs)")
-    model = LogisticRegression(C=C, max_iter=2000)
-    model.fit(np.vstack(features), y, sample_weight=np.concatenate(weights))
+    weights = np.concatenate(weights)
+    # C is per user label: with replayed rows the total weight grows, and so would the fit's freedom.
+    model = LogisticRegression(C=C * len(labels) / weights.sum(), max_iter=2000)
+    model.fit(np.vstack(features), y, sample_weight=weights)
     assert list(model.classes_) == list(range(N_CLASSES))
     d = z.shape[1]
     return Readout(model.coef_[:, :d].copy(), parent_scale * model.coef_[:, d:].copy(), model.intercept_.copy())
