@@ -15,6 +15,7 @@ from app.charts import export_config
 from app.correction_charts import accuracy_curves, loss_curve
 from app.session import engine_key
 from app.uploads import extract_images_zip, save_uploaded_files
+from app_pages.adapt_section import adaptation_section
 from app_pages.common import (
     access_panel,
     corrections,
@@ -204,6 +205,8 @@ if saved:
     st.success(f"Saved version {saved[0]}" + (" and made it active for everyone." if saved[1] else
                                                " (not active: activate it below when ready)." if actor.is_operator
                                                else " (not active: an operator can activate it)."))
+
+adaptation_section(eng, version, predictor, actor)
 
 # ----- 3. versions ------------------------------------------------------------------------------
 st.subheader("3. Versions")

@@ -5,6 +5,7 @@
     python -m core.cli analyse RUN [--by COL] [--over COL --freq D|W|M] [--search TERM] [--json FILE]
     python -m core.cli eval   --csv test.csv  --images DIR --json metrics.json [--head VERSION_OR_PATH]
     python -m core.cli train  --train train.csv --dev dev.csv --images DIR --out DIR [--test test.csv]
+    python -m core.cli correct --csv labelled.csv [--images DIR] [--save]   # adapt to your own posts
     python -m core.cli finetune-text --train train.csv --dev dev.csv --out DIR
     python -m core.cli explain --text "..." --image photo.jpg
     python -m core.cli encoders
@@ -13,8 +14,8 @@
     python -m core.cli hash-password          # the operator password's hash for the app (read from a prompt or stdin)
 
 The command line acts as the operator of its own MMSA_HOME: whoever runs it is the machine's user.
-One module per command group (``scoring``, ``ray``, ``runs``, ``analyse``, ``training``, ``encoders``, ``versions``,
-``access``);
+One module per command group (``scoring``, ``ray``, ``runs``, ``analyse``, ``training``, ``correct``, ``encoders``,
+``versions``, ``access``);
 ``main`` builds the parser from their ``register`` functions and runs the chosen command.
 """
 from core.cli.main import build_parser, main

@@ -5,10 +5,13 @@ import argparse
 import sys
 from pathlib import Path
 
+DEFAULT_IMAGE_COLUMN = "image"
+
 
 def add_columns(parser: argparse.ArgumentParser, label_default: str | None) -> None:
     parser.add_argument("--text-column", default="text")
-    parser.add_argument("--image-column", default="image")
+    parser.add_argument("--image-column", default=DEFAULT_IMAGE_COLUMN,
+                        help="a CSV without a column of the default name is read as text only")
     parser.add_argument("--label-column", default=label_default)
     parser.add_argument("--id-column", default=None)
 
@@ -31,6 +34,15 @@ def load_predictor(head: str | None, device: str | None = None):
     return load_default_predictor(version=head, device=device)
 
 
+def image_column(args, frame) -> str | None:
+    """The image column to read: ``--image-column``, or None (text only) when it is the default name and
+    the CSV has no such column, so a text-only table is scored rather than refused."""
+    wanted = args.image_column
+    if wanted == DEFAULT_IMAGE_COLUMN and not any(str(c).strip().lower() == wanted for c in frame.columns):
+        return None
+    return wanted
+
+
 def read_rows(args, require_label: bool):
     from core.io.tables import prepare_pairs, read_table
 
@@ -40,7 +52,7 @@ def read_rows(args, require_label: bool):
     if require_label and label_column is None:
         raise SystemExit(f"error: the CSV has no label column '{args.label_column}' "
                          f"(columns found: {', '.join(frame.columns)})")
-    return frame, prepare_pairs(frame, text_column=args.text_column, image_column=args.image_column,
+    return frame, prepare_pairs(frame, text_column=args.text_column, image_column=image_column(args, frame),
                                 label_column=label_column, id_column=id_column,
                                 images_root=Path(args.images) if args.images else Path(args.csv).resolve().parent)
 

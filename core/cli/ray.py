@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from core.cli.common import ProgressBar, RowProgress
+from core.cli.common import ProgressBar, RowProgress, image_column
 from core.errors import InputError
 
 
@@ -52,7 +52,7 @@ def score_on_ray_command(args) -> int:
     try:
         table = read_pairs_table(args.csv)
         result = score_on_ray(args.csv, out, table=table, tensors=tensors, card=card, images_root=images,
-                              text_column=args.text_column, image_column=args.image_column,
+                              text_column=args.text_column, image_column=image_column(args, table),
                               label_column=args.label_column if args.label_column in table.columns else None,
                               id_column=args.id_column or ("id" if "id" in table.columns else None),
                               options=options,
