@@ -187,12 +187,12 @@ def test_an_adaptation_from_a_text_only_table_saves_as_a_version_that_loads_and_
     version = registry.save(run.adapter.model_.tensors(), card, note="our posts", parent="parent-1")
 
     tensors, saved = registry.load(version)
-    assert saved["parent"] == "parent-1" and saved["training"]["kind"] == "adaptation"
-    assert saved["training"]["n_labels"] == 36 and saved["training"]["adapted_heads"] == ["text"]
-    held_out = saved["training"]["held_out"]
+    assert saved.parent == "parent-1" and saved.training["kind"] == "adaptation"
+    assert saved.training["n_labels"] == 36 and saved.training["adapted_heads"] == ["text"]
+    held_out = saved.training["held_out"]
     assert held_out["protocol"]["kind"] == "5-fold" and held_out["after"]["n"] == 36
-    assert len(saved["training"]["learning_curve"]) == 3
-    assert saved["temperatures"]["fused"] == 1.2 and saved["temperatures"]["text"] != 1.5
+    assert len(saved.training["learning_curve"]) == 3
+    assert saved.temperatures["fused"] == 1.2 and saved.temperatures["text"] != 1.5
     posts = run.labelled.posts
     np.testing.assert_allclose(served_logits(heads_from_card(tensors, saved), posts)[1],
                                served_logits(run.adapter.model_, posts)[1], atol=1e-5)

@@ -70,7 +70,7 @@ def test_an_operator_may_activate_the_adaptation_on_saving(fresh_home):
     at.checkbox(key="adapt_activate_now").check().run()
     button(at, "adapt_save").click().run()
     assert "made it active for everyone" in texts(at)
-    assert open_registry().card(open_registry().active_version())["training"]["kind"] == "adaptation"
+    assert open_registry().card(open_registry().active_version()).training["kind"] == "adaptation"
 
 
 def test_a_viewer_adapts_and_saves_but_cannot_activate(fresh_home, monkeypatch):

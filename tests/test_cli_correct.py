@@ -47,8 +47,8 @@ def test_correct_adapts_to_a_labelled_csv_and_saves_a_version_named_on_the_last_
     version = out[-1].removeprefix("version: ")
     registry = open_registry()
     card = registry.card(version)
-    assert card["note"] == "our posts" and card["training"]["kind"] == "adaptation"
-    assert card["training"]["adapted_heads"] == (["fused", "image", "text"] if pictures else ["text"])
+    assert card.note == "our posts" and card.training["kind"] == "adaptation"
+    assert card.training["adapted_heads"] == (["fused", "image", "text"] if pictures else ["text"])
     assert registry.active_version() != version  # operators activate it
 
 

@@ -19,6 +19,7 @@ from core.insights.rescore import (
     rescore,
     resolve_version,
 )
+from core.io.tables import PairRow
 from core.registry import HeadRegistry, write_version_folder
 from core.scoring.batch import score_chunk
 from tests.conftest import FakeImageEncoder, FakeTextEncoder, draw_image, fake_card, fake_heads, fake_predictor
@@ -86,9 +87,7 @@ def scored_posts(tmp_path):
     texts = [f"post number {k} about {moods[k % 3]} things" for k in range(12)]
     texts[5] = ""                                          # an image-only post
     images = [draw_image(tmp_path / f"p{k}.png", moods[k % 3], k) if k % 4 else None for k in range(12)]
-    rows = [type("Row", (), {"row": k, "id": str(k), "text": texts[k], "image_path": images[k],
-                             "image_name": None, "label": moods[k % 3], "error": None, "warnings": []})()
-            for k in range(12)]
+    rows = [PairRow(row=k, id=str(k), text=texts[k], image_path=images[k], label=moods[k % 3]) for k in range(12)]
     first = fake_predictor(text_encoder, image_encoder, store, seed=1)
     scored = score_chunk(rows, first)
     registry = HeadRegistry(tmp_path / "registry")

@@ -50,12 +50,12 @@ def cmd_correct(args) -> int:
               "within 3 points on a guard part of the replayed pairs)")
     print(f"adapted heads: {', '.join(adapter.adapted_heads_)}; {run.seconds:.1f} s")
     if args.json:
-        Path(args.json).write_text(json.dumps(adapted_card(predictor.card, run, base_version="")["training"],
+        Path(args.json).write_text(json.dumps(adapted_card(predictor.card, run, base_version="").training,
                                               indent=2, default=float))
     if args.save:
         from core.registry import open_registry
 
-        base_version = predictor.card.get("version")
+        base_version = predictor.card.version
         card = adapted_card(predictor.card, run, base_version=base_version or "")
         version = open_registry().save(adapter.model_.tensors(), card, note=args.note, parent=base_version)
         print("not active: activate it with `python -m core.cli activate " + version + "` when ready")

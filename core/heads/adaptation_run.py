@@ -15,6 +15,7 @@ from core.features.sets import FeatureSet
 from core.heads.adaptation import AdaptationConfig, Adapter, PostSet
 from core.heads.training import TrainingRefused
 from core.io.labels import HEAD_NAMES, LABEL_TO_INDEX
+from core.registry.card import HeadCard
 
 
 @dataclass
@@ -89,15 +90,16 @@ def run_adaptation(predictor, rows: Sequence, replay: FeatureSet | None, check: 
     return AdaptationRun(adapter, labelled, config, reference_name, time.perf_counter() - started)
 
 
-def adapted_card(base_card: dict, run: AdaptationRun, *, base_version: str) -> dict:
+def adapted_card(base_card: HeadCard, run: AdaptationRun, *, base_version: str) -> HeadCard:
     """The card of an adapted version: same encoders and shape as its parent, the adapted heads'
     temperatures from the held-out labels, what it was adapted on with the held-out figures, and the
     reference set before / after (the parent's test figures no longer apply)."""
     adapter = run.adapter
-    keep = {k: v for k, v in base_card.items()
+    base_card = HeadCard.coerce(base_card)
+    keep = {k: v for k, v in base_card.to_dict().items()
             if k not in ("version", "created_at", "weights_sha256", "builtin", "note", "parent", "metrics",
                          "training", "imported_from", "resplit")}
-    keep["temperatures"] = {**base_card.get("temperatures", {}), **adapter.temperatures_}
+    keep["temperatures"] = {**(base_card.temperatures or {}), **adapter.temperatures_}
     labels = run.labelled.table["label"]
     keep["training"] = {
         "kind": "adaptation", "base_version": base_version, "n_labels": int(len(labels)),
@@ -115,4 +117,4 @@ def adapted_card(base_card: dict, run: AdaptationRun, *, base_version: str) -> d
             **{head: {"accuracy": reference["after"][head]} for head in HEAD_NAMES},
             "before": {head: {"accuracy": reference["before"][head]} for head in HEAD_NAMES},
         }}
-    return keep
+    return HeadCard.from_dict(keep, folder=base_card.folder)

@@ -18,7 +18,7 @@ from core.features.store import FeatureStore
 from core.insights.compare import Comparison, compare_predictions
 from core.insights.features import has_text, image_keys, stored_vectors, text_keys
 from core.io.labels import LABELS
-from core.threads import one_torch_thread
+from core.registry.card import EncoderRef, HeadCard
 
 
 class VersionNotFound(InputError):
@@ -30,7 +30,7 @@ class Version:
     """A head version ready to score features: its name (id or folder), tensors and card."""
     name: str
     tensors: dict
-    card: dict
+    card: HeadCard
 
 
 def resolve_version(reference: str, registry=None) -> Version:
@@ -56,8 +56,8 @@ class _CachedOnly:
     """Stands in for an encoder the card names: it carries the id and size, and refuses to encode
     (only the store's vectors are used here)."""
 
-    def __init__(self, info: dict):
-        self.spec, self.id, self.dim = info.get("spec"), info.get("id"), int(info["dim"])
+    def __init__(self, info: EncoderRef):
+        self.spec, self.id, self.dim = info.spec, info.id, int(info.dim)
         self.feature_key = self.id
 
     def describe(self) -> str:
@@ -72,7 +72,7 @@ def features_predictor(version: Version, store: FeatureStore):
     ``probabilities`` run the heads and the card's temperatures on given features, on the CPU."""
     from core.scoring.predict import Predictor
 
-    encoders = (_CachedOnly(version.card["text_encoder"]), _CachedOnly(version.card["image_encoder"]))
+    encoders = (_CachedOnly(version.card.text_encoder), _CachedOnly(version.card.image_encoder))
     return Predictor.from_card(version.tensors, version.card, store, encoders=encoders, device="cpu",
                                precision="fp32")
 
@@ -112,20 +112,19 @@ def rescore(versions: Sequence[Version], store: FeatureStore, texts: Sequence,
     wants_image = np.array([k is not None for k in keys["image"]], dtype=bool)
     lookups: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
 
-    def vectors(kind: str, info: dict) -> tuple[np.ndarray, np.ndarray]:
-        cache_key = (str(info.get("id")), int(info["dim"]))
+    def vectors(kind: str, info: EncoderRef) -> tuple[np.ndarray, np.ndarray]:
+        cache_key = (str(info.id), int(info.dim))
         if cache_key not in lookups:
             lookups[cache_key] = stored_vectors(store, cache_key[0], keys[kind], cache_key[1])
         return lookups[cache_key]
 
     classes, missing = {}, np.zeros(n, dtype=bool)
     for version in versions:
-        text, text_found = vectors("text", version.card["text_encoder"])
-        image, image_found = vectors("image", version.card["image_encoder"])
+        text, text_found = vectors("text", version.card.text_encoder)
+        image, image_found = vectors("image", version.card.image_encoder)
         lost = (wants_text & ~text_found) | (wants_image & ~image_found)
         predictor = features_predictor(version, store)
-        with one_torch_thread():
-            probs = predictor.probabilities(text, image, wants_text & text_found, wants_image & image_found)
+        probs = predictor.probabilities(text, image, wants_text & text_found, wants_image & image_found)
         predicted = predicted_classes(probs)
         predicted[lost] = None
         classes[version.name] = predicted
