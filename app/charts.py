@@ -15,7 +15,6 @@ from collections import Counter
 import numpy as np
 import plotly.graph_objects as go
 from PIL import Image
-from plotly.subplots import make_subplots
 
 from core.io.labels import HEAD_NAMES, LABELS, head_label
 
@@ -137,28 +136,6 @@ def reliability_diagram(bins_by_head: dict) -> go.Figure:
     fig.update_xaxes(title_text="confidence", range=[0, 1], tickformat=".0%")
     fig.update_yaxes(title_text="accuracy", range=[0, 1], tickformat=".0%")
     return _layout(fig, "Reliability diagram")
-
-
-_LOSS_SERIES = {"train_loss": ("Train loss", "#1f77b4"), "dev_loss": ("Dev loss", "#ff7f0e")}
-_SCORE_SERIES = {"dev_accuracy": ("Dev accuracy", "#2ca02c"), "dev_weighted_f1": ("Dev weighted F1", "#9467bd")}
-
-
-def training_curves(history: list[dict]) -> go.Figure:
-    """Loss (left) and dev accuracy / weighted F1 (right) per epoch; absent series are skipped."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Dev scores"))
-    epochs = [item.get("epoch", i + 1) for i, item in enumerate(history)]
-    for col, series in ((1, _LOSS_SERIES), (2, _SCORE_SERIES)):
-        for key, (name, color) in series.items():
-            if not any(key in item for item in history):
-                continue
-            fig.add_scatter(
-                name=name, x=epochs, y=[item.get(key) for item in history], mode="lines+markers",
-                line=dict(color=color), row=1, col=col,
-            )
-    fig.update_xaxes(title_text="epoch", dtick=1)
-    fig.update_yaxes(title_text="loss", row=1, col=1)
-    fig.update_yaxes(title_text="score", range=[0, 1], tickformat=".0%", row=1, col=2)
-    return _layout(fig, "Training curves")
 
 
 # Full colour at a change of 25 points in the probability of the predicted class, linear below, clipped

@@ -49,7 +49,7 @@ def _rows(csv_file, images) -> list:
 
 
 def _settings() -> AdaptationConfig:
-    with st.expander("Settings"):
+    with st.expander("Adaptation settings"):
         s1, s2 = st.columns(2)
         replay = s1.select_slider("Weight of the reference (heads that see pictures)", REPLAY_CHOICES,
                                   value="automatic", key="adapt_replay",
@@ -121,7 +121,7 @@ def _results(trained: dict, version: str) -> None:
             drop = reference_drop(reference)
             if drop > 3:
                 st.warning(f"The reference lost {drop:.1f} points on a branch. Raise the weight of the reference in "
-                           "Settings if posts like the reference's must stay read as before.")
+                           "Adaptation settings if posts like the reference's must stay read as before.")
     problems = run.labelled.problems
     with st.expander(f"Posts learned from ({len(run.labelled.table)})" +
                      (f" · {len(problems)} row(s) left out" if problems else "")):
@@ -133,12 +133,12 @@ def _results(trained: dict, version: str) -> None:
 def _save(eng, trained: dict, actor, state) -> None:
     st.markdown("**Save this adaptation**")
     s1, s2 = st.columns([3, 1])
-    note = s1.text_input("Note for this version", key="adapt_note", placeholder="e.g. our support tickets")
+    note = s1.text_input("Note for the adapted version", key="adapt_note", placeholder="e.g. our support tickets")
     activate_now = s2.checkbox("Activate after saving", value=False, key="adapt_activate_now",
                                disabled=not actor.is_operator,
                                help="Makes the saved version the one every user gets." if actor.is_operator else
                                     viewer_reason(actor) + " Your saved version waits for an operator to activate it.")
-    if not st.button("Save as a new version", key="adapt_save"):
+    if not st.button("Save the adaptation as a new version", key="adapt_save"):
         return
     run = trained["run"]
     card = adapted_card(trained["base_card"], run, base_version=trained["base_version"])

@@ -184,8 +184,8 @@ def access_panel(key: str) -> Actor:
     settings = access_settings()
     actor = current_actor()
     if settings.problem:
-        st.error(settings.problem)
-    st.markdown(f"You are **{'an operator' if actor.is_operator else 'a viewer'}**: {actor.why}.")
+        st.error(literal(settings.problem))
+    st.markdown(f"You are **{'an operator' if actor.is_operator else 'a viewer'}**: {_why(actor)}.")
     if settings.open:
         st.caption("No operator password is set: a browser on the server's own machine is an operator, a browser "
                    "on any other machine a viewer. Operators activate, roll back, import and delete head versions "
@@ -220,7 +220,15 @@ def access_panel(key: str) -> Actor:
     return actor
 
 
+def _why(actor: Actor) -> str:
+    """Why the actor has its role, as Markdown: the program's words, with the account name that opens
+    it ("alice@example.com is not a listed operator account") shown as written."""
+    if actor.name and actor.why.startswith(actor.name + " "):
+        return literal(actor.name) + actor.why[len(actor.name):]
+    return actor.why
+
+
 def viewer_reason(actor: Actor) -> str:
     """The help text of a control a viewer cannot use."""
-    return (f"Only operators can do this: you are a viewer ({actor.why}). Sign in as an operator under "
+    return (f"Only operators can do this: you are a viewer ({_why(actor)}). Sign in as an operator under "
             "*Who may change the model* (on Home and at the foot of *Correct the model*).")

@@ -130,7 +130,7 @@ def load_encoders_and_heads(rows):
             text_encoder, image_encoder = load_encoders_for_card(card)
             check_card_matches(card, text_encoder, image_encoder)
             return text_encoder, image_encoder, heads_from_card(tensors, card), card, "shipped default head"
-        except Exception as exc:  # noqa: BLE001 - fall through to a quick head, and say why
+        except Exception as exc:
             log(f"shipped head unusable here ({type(exc).__name__}: {exc}); training a quick one")
     from core.features.pipeline import encode_pairs
     from core.features.sets import FeatureSet
@@ -238,7 +238,7 @@ def _cached_mvsa(text_encoder, image_encoder):
             sets.append(FeatureSet(np.stack([texts[text_keys[i]] for i in keep]),
                                    np.stack([images[image_keys[i]] for i in keep]),
                                    np.array([LABEL_TO_INDEX[normalise_label(frame["label"][i])] for i in keep])))
-    except Exception:  # noqa: BLE001 - any mismatch: fall back to random features
+    except Exception:
         return None
     finally:
         store.close()

@@ -77,7 +77,7 @@ class Server:
                    MMSA_MVSA_DIR=str(self.home / "no-mvsa-here"), MMSA_DATA_ROOT=str(workload.data_root),
                    HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
         self.log_path = self.home / "streamlit.log"
-        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"), "--server.headless", "true",
              "--server.port", str(self.port), "--server.address", "127.0.0.1",

@@ -103,7 +103,7 @@ async def explore_user(context, url: str, pairs: list[Pair], record: Record, use
             await page.wait_for_function(EXPLORE_DONE, timeout=ACTION_TIMEOUT_MS)
             record.time(action, time.perf_counter() - started)
             seen.append({"pair": pair.id, "chart": await page.evaluate(CHART_DATA)})
-    except Exception as error:  # noqa: BLE001 - any failure of a user counts as an error and is listed
+    except Exception as error:
         await _failed(page, record, action, user, error)
     record.seen[user] = seen
     await page.close()
@@ -138,7 +138,7 @@ async def batch_user(context, url: str, workload: Workload, csv_path: Path, reco
         path = await (await download.value).path()
         record.time(action, time.perf_counter() - started)
         record.seen["batch"] = Path(path).read_bytes()
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         await _failed(page, record, action, "batch", error)
     await page.close()
 
@@ -197,6 +197,6 @@ async def correction_user(context, url: str, csv_path: Path, images: list[Path],
         await expect(page.get_by_text("Saved version")).to_be_visible()
         await _settled(page)
         record.time(action, time.perf_counter() - started)
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         await _failed(page, record, action, "correction", error)
     await page.close()

@@ -21,7 +21,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the hub is unreachable here; fai
 # Tests never touch the user's real feature store or head registry.
 os.environ["MMSA_HOME"] = tempfile.mkdtemp(prefix="mmsa-tests-")
 
-from core.threads import start_torch_threads  # noqa: E402
+from core.threads import start_torch_threads
 
 # The test process starts the way the app and the command line do: torch's threads set once, here.
 start_torch_threads()

@@ -120,3 +120,14 @@ def test_home_shows_a_version_note_as_written(app_env, tmp_path, monkeypatch):
     at = open_page("home")
     assert any(literal(note) in c.value for c in at.caption), [c.value for c in at.caption]
     assert_shown_as_written(at)
+
+
+def test_an_account_name_in_the_role_line_is_shown_as_written():
+    from app_pages.common import _why
+    from core.access import Actor, Role
+
+    email = f"{BOLD}@example.com"
+    viewer = Actor(email, Role.VIEWER, f"{email} is not a listed operator account")
+    assert _why(viewer) == f"{literal(email)} is not a listed operator account"
+    operator = Actor("operator", Role.OPERATOR, "signed in with the operator password")
+    assert _why(operator) == "signed in with the operator password"  # the program's own words stay Markdown

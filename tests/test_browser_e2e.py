@@ -410,7 +410,7 @@ def test_a_batch_scored_filtered_downloaded_then_corrected(page, server, shots, 
     # ----- Correct: train once on them -----
     _go(page, "Correct the model", "Correct the model")
     expect(page.get_by_role("tab", name=f"Your correction set ({len(wrong_all)})")).to_be_visible()
-    starting = page.get_by_text("Starting from the active version")
+    starting = page.get_by_text("Starting from the active version").filter(has_text="Reference set")
     first_version = _active_version(starting)
     # A few epochs are enough to see the run through (the default stops when the pair is right).
     page.get_by_text("Settings", exact=True).click()

@@ -15,7 +15,6 @@ from app.charts import (
     saliency_overlay,
     token_effect_html,
     token_effect_legend,
-    training_curves,
 )
 from core.io.labels import LABELS
 from core.scoring.metrics import reliability_bins
@@ -78,25 +77,6 @@ def test_reliability_diagram_draws_the_diagonal_and_one_line_per_head_skipping_e
     assert list(diagonal.x) == [0, 1] and list(diagonal.y) == [0, 1]
     assert fused.name == "Fused"
     assert len(fused.x) == 3  # four rows fall into three non-empty bins
-
-
-def test_training_curves_put_loss_and_scores_on_separate_subplots():
-    history = [
-        {"epoch": 1, "train_loss": 1.0, "dev_loss": 1.05, "dev_accuracy": 0.5, "dev_weighted_f1": 0.45},
-        {"epoch": 2, "train_loss": 0.8, "dev_loss": 0.95, "dev_accuracy": 0.6, "dev_weighted_f1": 0.55},
-    ]
-    fig = training_curves(history)
-
-    names = [trace.name for trace in fig.data]
-    assert names == ["Train loss", "Dev loss", "Dev accuracy", "Dev weighted F1"]
-    assert {trace.xaxis for trace in fig.data[:2]} == {"x"}
-    assert {trace.xaxis for trace in fig.data[2:]} == {"x2"}
-    assert list(fig.data[0].x) == [1, 2]
-
-
-def test_training_curves_skip_series_that_were_not_recorded():
-    fig = training_curves([{"epoch": 1, "train_loss": 1.0}])
-    assert [trace.name for trace in fig.data] == ["Train loss"]
 
 
 def test_token_effect_html_colours_on_a_fixed_scale_and_escapes_tokens():

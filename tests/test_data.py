@@ -85,6 +85,7 @@ def test_the_same_bytes_from_a_path_or_an_open_file_read_the_same(tmp_path):
     (b"id,text\n1,ok\n2,Great product, love it\n", "line 3 has 3 cells but the header has 2"),
     (b"id,text\n1,Great product, love it\n", "more cells than the header"),
     (b"text, text\nx,y\n", "more than once"),
+    (b"text,brand,brand\nx,Acme,Bolt\n", "more than once: 'brand'"),  # pandas alone would rename it brand.1
 ])
 def test_a_broken_file_is_refused_with_a_specific_reason(raw, message):
     with pytest.raises(TableError, match=message):

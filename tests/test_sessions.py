@@ -33,7 +33,7 @@ def in_session(target, *args, **kwargs):
     def body():
         try:
             box["value"] = target(*args, **kwargs)
-        except BaseException as error:  # noqa: BLE001 - handed to the test thread
+        except BaseException as error:
             box["error"] = error
 
     thread = threading.Thread(target=body, daemon=True)

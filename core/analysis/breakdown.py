@@ -75,7 +75,9 @@ def breakdown(query: RunQuery, filters: Filters | None, column: str, *, top: int
     frame["label"] = [OTHER + f" ({v:,} values)" if other else (BLANK if value is None or pd.isna(value) else value)
                       for value, other, v in zip(frame["value"], frame["is_other"], frame["values"])]
     frame["value"] = frame["value"].astype(object).where(frame["value"].notna(), None)
-    order = {"net": (["net", "n"], [False, False]), "posts": (["n", "net"], [False, False]),
+    # The group's name breaks ties, so two groups with the same figures keep one order on every query
+    # (DuckDB's GROUP BY returns groups in any order).
+    order = {"net": (["net", "n", "label"], [False, False, True]), "posts": (["n", "net", "label"], [False, False, True]),
              "value": (["label"], [True])}[sort]
     frame = frame.sort_values(["is_other", *order[0]], ascending=[True, *order[1]], kind="stable",
                               na_position="last").reset_index(drop=True)

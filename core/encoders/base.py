@@ -158,7 +158,7 @@ class _OnnxBackend:
             return None  # the model changed or is training: its weights may differ from the graph
         try:
             self.runner = build(encoder)
-        except Exception as exc:  # noqa: BLE001 - any export failure: stay in PyTorch, say so once
+        except Exception as exc:
             import warnings
             warnings.warn(f"ONNX export of {encoder.id} failed ({type(exc).__name__}: {exc}); using PyTorch")
             self.runner = None

@@ -80,11 +80,13 @@ def read_table(source: str | Path | bytes | BinaryIO) -> pd.DataFrame:
     if not raw.strip():
         raise TableError("the file is empty")
     text, encoding = _decode(raw)
-    frame = _parse_csv(text)
-    frame.columns = [str(name).strip() for name in frame.columns]
-    duplicated = sorted({name for name in frame.columns if list(frame.columns).count(name) > 1})
+    # From the header as written: pandas renames a repeated name ("a", "a.1") before anyone could see it.
+    header = _header_names(text)
+    duplicated = sorted({name for name in header if name and header.count(name) > 1})
     if duplicated:
         raise TableError(f"column names appear more than once: {_quoted(duplicated)}")
+    frame = _parse_csv(text)
+    frame.columns = [str(name).strip() for name in frame.columns]
     frame.attrs["encoding"] = _ENCODING_NAMES.get(encoding, encoding)
     return frame
 
@@ -145,6 +147,17 @@ def _binary_file_message(raw: bytes) -> str:
     if raw.startswith(b"\xd0\xcf\x11\xe0"):
         return "this is an old Excel (.xls) workbook, not a CSV; save it as 'CSV UTF-8' first"
     return "this looks like a binary file, not a CSV text file"
+
+
+def _header_names(text: str) -> list[str]:
+    """The first non-blank row's cells, stripped, as the CSV module reads them (quotes undone)."""
+    try:
+        for cells in csv.reader(io.StringIO(text)):
+            if any(cell.strip() for cell in cells):
+                return [cell.strip() for cell in cells]
+    except csv.Error:
+        pass  # pandas reports what is wrong with the file
+    return []
 
 
 def _parse_csv(text: str) -> pd.DataFrame:
