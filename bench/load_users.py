@@ -153,7 +153,7 @@ async def correction_user(context, url: str, csv_path: Path, images: list[Path],
     try:
         await page.get_by_role("heading", name="3. Versions").wait_for()
         await page.get_by_role("tab", name="Upload labelled pairs").click()
-        await page.get_by_label("Labelled CSV", exact=False).locator("input[type=file]").set_input_files(str(csv_path))
+        await page.locator(".st-key-correct_csv input[type=file]").set_input_files(str(csv_path))
         await page.get_by_label("Its images", exact=False).locator("input[type=file]").set_input_files(
             [str(p) for p in images])
         await expect(page.get_by_text(csv_path.name, exact=True)).to_be_visible()
