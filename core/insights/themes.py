@@ -112,8 +112,13 @@ class Themes:
 
     def to_json(self) -> list[dict]:
         """``[{id, terms, n, share}]``, the command line's form (the n add up to the posts)."""
-        return [{"id": int(r.id), "terms": list(r.terms), "n": int(r.n), "share": round(float(r.share), 6)}
-                for r in self.table.itertuples()]
+        return themes_json(self.table)
+
+
+def themes_json(table: pd.DataFrame) -> list[dict]:
+    """A theme table (``summarise``) as ``[{id, terms, n, share}]``, "no theme" (id -1) last when present."""
+    return [{"id": int(r.id), "terms": list(r.terms), "n": int(r.n), "share": round(float(r.share), 6)}
+            for r in table.itertuples()]
 
 
 def _normalise(block: np.ndarray) -> np.ndarray:
