@@ -45,15 +45,20 @@ def themes_view(run, query: RunQuery, filters: Filters, dated: list[str]) -> Non
     folder = themes_folder(run, n_themes)
     themes = load_themes(folder)
     if themes is None:
-        st.text(f"No themes found yet for this run with {'the chosen number' if n_themes is None else n_themes} "
-                f"of themes. Finding them reads the text features of its {run.record.scored:,} posts from the "
-                "feature store (about 7 s for 100,000 posts); they are kept with the run.")
-        if st.button("Find the themes", key="themes_find", type="primary"):
-            _find(run, n_themes, refresh=False)
-            themes = load_themes(folder)
+        prompt = st.empty()  # the offer goes once the themes are found
+        with prompt.container():
+            st.text(f"No themes found yet for this run with {'the chosen number' if n_themes is None else n_themes} "
+                    f"of themes. Finding them reads the text features of its {run.record.scored:,} posts from the "
+                    "feature store (about 7 s for 100,000 posts); they are kept with the run.")
+            clicked = st.button("Find the themes", key="themes_find", type="primary")
+        if not clicked:
+            return
+        _find(run, n_themes, refresh=False)
+        themes = load_themes(folder)
         if themes is None:
             return
-    elif c3.button("Find them again", key="themes_refresh", help="Replaces the kept themes of this number."):
+        prompt.empty()
+    if c3.button("Find them again", key="themes_refresh", help="Replaces the kept themes of this number."):
         _find(run, n_themes, refresh=True)
         themes = load_themes(folder) or themes
     try:

@@ -92,10 +92,11 @@ B_CHANGES = {**{row: ("negative", "positive") for row in (3, 10, 17, 42, 99, 120
 B_RIGHT, A_RIGHT = 6, 4
 
 
-def two_version_run(n: int = 200, seed: int = 0):
+def two_version_run(n: int = 200, seed: int = 0, version: str = "A"):
     """A text-only run scored by version A, whose stored text vectors make version A answer the run's
     class and version B the same class except on ``B_CHANGES``; the labels are A's class except on the
-    changed rows, where they are positive. (run, A's tensors, B's tensors, A's class per scored row)."""
+    changed rows, where they are positive; ``version`` names the version that scored the run. (run, A's
+    tensors, B's tensors, A's class per scored row)."""
     frame = planted_frame(n, seed)
     ok = _scored(frame).to_numpy()
     frame["image"] = None
@@ -114,7 +115,7 @@ def two_version_run(n: int = 200, seed: int = 0):
         vectors[k, 3 + index[b]] = 2.0
     texts = frame.loc[ok, "text"].tolist()
     FeatureStore(config.feature_store_path()).put_many(TEXT_ENCODER, text_keys(texts), vectors)
-    run = save_run(frame, source="two versions.csv", engine="cli", name="two versions", card=fake_card(version="A"))
+    run = save_run(frame, source="two versions.csv", engine="cli", name="two versions", card=fake_card(version=version))
     return run, linear_heads(0).tensors(), linear_heads(3).tensors(), classes
 
 
