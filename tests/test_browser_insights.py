@@ -72,6 +72,7 @@ def test_drivers_a_click_on_a_term_themes_and_two_versions(page, server, shots, 
     page.goto(f"{server['url']}/analyse?run={planted['topics'].id}&view=themes")
     page.get_by_role("button", name="Find the themes").click()
     expect(page.get_by_role("button", name="Find them again")).to_be_visible()
+    expect(page.get_by_role("button", name="Find the themes")).to_have_count(0)
     _charts_laid_out(page)
     table = page.locator('[data-testid="stDataFrame"]').filter(has_text="top terms")
     expect(table).to_be_visible()
