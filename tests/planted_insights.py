@@ -39,7 +39,8 @@ def hashtag_run(n: int = 1500, seed: int = 0):
     frame.loc[ok, "text"] = [" ".join(rng.choice(WORDS, 10)) for _ in range(int(ok.sum()))]
     tagged = frame.index[ok & (frame["prediction"] == "negative")][:HASHTAG_POSTS]
     frame.loc[tagged, "text"] = frame.loc[tagged, "text"] + f" {HASHTAG}!"
-    return save_run(frame, source="chatter.csv", engine="cli", name="chatter", card=fake_card(version="scorer")), frame.loc[tagged, "row"].tolist()
+    run = save_run(frame, source="chatter.csv", engine="cli", name="chatter", card=fake_card(version="scorer"))
+    return run, frame.loc[tagged, "row"].tolist()
 
 
 def topic_run(n: int = 600, seed: int = 0, dim: int = 32):

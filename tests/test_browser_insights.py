@@ -14,7 +14,15 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from tests.conftest import fake_card
-from tests.planted_insights import B_CHANGES, HASHTAG, HASHTAG_POSTS, hashtag_run, linear_heads, topic_run, two_version_run
+from tests.planted_insights import (
+    B_CHANGES,
+    HASHTAG,
+    HASHTAG_POSTS,
+    hashtag_run,
+    linear_heads,
+    topic_run,
+    two_version_run,
+)
 from tests.test_browser_e2e import (  # noqa: F401 - the module's fixtures: its server, browser tab and shots
     _assert_clean,
     _charts_laid_out,
@@ -30,7 +38,7 @@ from tests.test_browser_e2e import (  # noqa: F401 - the module's fixtures: its 
 
 
 @pytest.fixture(scope="module")
-def planted(server):
+def planted(server):  # noqa: F811
     """The three runs and two versions, saved in the server's own MMSA_HOME."""
     from core.registry import open_registry
 
