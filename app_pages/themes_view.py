@@ -49,7 +49,7 @@ def themes_view(run, query: RunQuery, filters: Filters, dated: list[str]) -> Non
         with prompt.container():
             st.text(f"No themes found yet for this run with {'the chosen number' if n_themes is None else n_themes} "
                     f"of themes. Finding them reads the text features of its {run.record.scored:,} posts from the "
-                    "feature store (about 7 s for 100,000 posts); they are kept with the run.")
+                    "feature store (about 10 s for 100,000 posts on 2 cores); they are kept with the run.")
             clicked = st.button("Find the themes", key="themes_find", type="primary")
         if not clicked:
             return
