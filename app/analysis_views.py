@@ -14,19 +14,25 @@ from core.io.labels import LABELS
 from core.registry.card import HeadCard
 
 THUMBNAIL_PX = 220
-PAGE_KEYS = ("run", "by", "over", "freq")   # the page's own query parameters, beside the filters'
+PAGE_KEYS = ("run", "by", "over", "freq", "view", "compare")   # the page's own query parameters, beside the filters'
 FREQ_NAMES = {"D": "day", "W": "week", "M": "month"}
 BLANK_LABEL = "(blank)"
 
 
-def page_params(run_id: str, filters: Filters, *, by: str | None, over: str | None, freq: str) -> dict:
-    """The query string that opens the page on this run, these views and these filters."""
+def page_params(run_id: str, filters: Filters, *, by: str | None, over: str | None, freq: str,
+                view: str | None = None, compare: str | None = None) -> dict:
+    """The query string that opens the page on this run, these views and these filters; ``view``: the
+    "Why, and which version" view shown (drivers, themes, compare), ``compare``: its candidate version."""
     params: dict[str, str | list[str]] = {"run": run_id}
     if by:
         params["by"] = by
     if over:
         params["over"] = over
         params["freq"] = freq
+    if view:
+        params["view"] = view
+    if view == "compare" and compare:
+        params["compare"] = compare
     params.update(filters.to_query_params())
     return params
 

@@ -23,6 +23,8 @@ from app.analysis_views import (
     value_label,
 )
 from app.charts import export_config
+from app.insights_views import INSIGHTS
+from app_pages.insights_section import insights_section
 from core.analysis import ORDERS, FilterError, Filters, RunQuery, breakdown, gallery, over_time
 from core.analysis.breakdown import SORTS
 from core.io.labels import LABELS
@@ -58,7 +60,8 @@ def _defaults(record) -> dict:
             "analyse_labels": "All posts", "analyse_search": "", "analyse_value_columns": [],
             "analyse_date_column": NO_DATE, "analyse_date_range": (), "analyse_top": 10, "analyse_sort": "net",
             "analyse_by": (roles.groups or [None])[0], "analyse_over": (roles.dates or [None])[0],
-            "analyse_freq": "W", "analyse_gallery_order": "input", "analyse_gallery_page": 1}
+            "analyse_freq": "W", "analyse_gallery_order": "input", "analyse_gallery_page": 1,
+            "analyse_insight": "drivers"}
 
 
 def _reset_views(record) -> None:
@@ -89,6 +92,10 @@ def _apply_link(params: dict[str, list[str]]) -> None:
             state[f"analyse_{key}"] = params[key][-1]
     if params.get("freq") and params["freq"][-1] in FREQ_NAMES:
         state["analyse_freq"] = params["freq"][-1]
+    if params.get("compare"):  # the Correct page's link: this candidate against the version that scored the run
+        state["analyse_insight"], state["compare_b"] = "compare", params["compare"][-1]
+    elif params.get("view") and params["view"][-1] in INSIGHTS:
+        state["analyse_insight"] = params["view"][-1]
     state["analyse_classes"] = filters.classes if filters.classes is not None else list(LABELS)
     if filters.confidence:
         state["analyse_confidence"] = tuple(int(round(x * 100)) for x in filters.confidence)
@@ -289,6 +296,9 @@ elif over and summary.n:
         st.text("Read as: " + "; ".join(timeline.reading.formats)
                 + (f" ({timeline.reading.note})" if timeline.reading.note else ""))
 
+# ----- why, and which version: drivers, themes, two versions on the same posts --------------------------
+insights_section(run, query, filters, summary.n, groupable, dated)
+
 
 # ----- gallery ------------------------------------------------------------------------------------------
 @st.fragment
@@ -329,7 +339,9 @@ if figures:
                        lambda: report_html(run, filters, summary, record.scored, figures, tables).encode(),
                        file_name=f"report-{stem}.html", mime="text/html", key="analyse_report", on_click="ignore",
                        help="One self-contained page: works offline, charts stay interactive.")
-wanted = normalise_params(page_params(run.id, filters, by=by, over=over if dated else None, freq=state["analyse_freq"]))
+wanted = normalise_params(page_params(run.id, filters, by=by, over=over if dated else None, freq=state["analyse_freq"],
+                                     view=None if state["analyse_insight"] == "drivers" else state["analyse_insight"],
+                                     compare=state.get("compare_b")))
 if normalise_params(st.query_params) != wanted:
     st.query_params.from_dict(wanted)
 state["analyse_url"] = wanted

@@ -43,6 +43,18 @@ def engine() -> session.Engine:
         st.stop()
 
 
+@st.cache_resource(show_spinner=False)
+def _feature_store(path: str):
+    from core.features.store import FeatureStore
+    return FeatureStore(path)
+
+
+def feature_store():
+    """This MMSA_HOME's feature store, opened once per process, without loading a model: the analysis
+    page's themes and version comparisons read a run's stored features from it."""
+    return _feature_store(str(config.feature_store_path()))
+
+
 def active_predictor(eng: session.Engine):
     """(version, predictor) of the version that is active *now* (another session may have switched);
     a warning when the active version is damaged or missing and the shipped default serves instead."""

@@ -36,6 +36,7 @@ from core.io.labels import head_label
 from core.io.paths import UnsafePathError
 from core.io.tables import TableError, prepare_pairs, read_table
 from core.registry import DuplicateVersion, RegistryError
+from core.runs import list_runs
 from core.scoring.predict import HeadMismatch, check_card_matches, heads_from_card
 
 log = logging.getLogger("app_pages.correct")  # a page runs as __main__: name it for the server log
@@ -296,6 +297,10 @@ chosen = v1.selectbox("Version", ids, key="correct_version",
 chosen_builtin = any(c["version"] == chosen and c.get("builtin") for c in cards)
 if chosen in damaged:
     st.warning(f"Version {chosen} is damaged and cannot be activated or downloaded: {literal(damaged[chosen])}")
+saved_runs = list_runs()
+if saved_runs and chosen not in damaged:  # the evidence before activating: both versions on the user's own posts
+    st.page_link("app_pages/analyse.py", label=f"Compare {chosen} with the version that scored your latest run, on its posts",
+                 icon=":material/compare_arrows:", query_params={"run": saved_runs[0].id, "compare": chosen})
 with v2:
     b1, b2, b3, b4 = st.columns(4)
     if chosen in damaged:

@@ -251,3 +251,16 @@ def test_a_fault_while_scoring_the_versions_is_logged_and_shown_not_passed_off_a
     assert logged and logged[0].exc_info and "a fault in the scoring code" in str(logged[0].exc_info[1])
     assert button(at, "correct_rollback") and button(at, "correct_delete")  # the versions stay usable
 
+
+
+def test_a_version_links_to_its_comparison_on_the_latest_run(fresh_home):
+    from core.runs import save_run
+    from tests.planted import planted_frame
+
+    at = open_page("correct")
+    assert not [p for p in at.get("page_link") if p.proto.page == "analyse"]      # no run saved yet
+    run = save_run(planted_frame(20), source="posts.csv", engine="cli")
+    at.run()
+    chosen = at.selectbox(key="correct_version").value
+    link = next(p for p in at.get("page_link") if p.proto.page == "analyse")
+    assert link.proto.query_string == f"run={run.id}&compare={chosen}"

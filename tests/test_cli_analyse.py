@@ -57,7 +57,7 @@ def test_analyse_writes_exactly_the_documented_json(planted_run, tmp_path):
     assert cli.main(["analyse", planted_run.id, "--by", "brand", "--top", "20", "--over", "date", "--freq", "w",
                      "--json", str(out)]) == 0
     report = json.loads(out.read_text())
-    assert set(report) == {"rows", "by", "over"} and report["rows"] == planted_run.record.scored
+    assert set(report) == {"rows", "by", "over", "drivers", "themes"} and report["rows"] == planted_run.record.scored
     assert set(report["by"]) == {"column", "groups"} and report["by"]["column"] == "brand"
     for group in report["by"]["groups"]:
         assert set(group) == {"value", "n", "share", "net", "net_ci"}
@@ -73,7 +73,8 @@ def test_analyse_writes_exactly_the_documented_json(planted_run, tmp_path):
 def test_analyse_filters_like_the_page(planted_run, tmp_path, capsys):
     out = tmp_path / "a.json"
     assert cli.main(["analyse", planted_run.id, "--search", "#flood", "--json", str(out)]) == 0
-    assert json.loads(out.read_text()) == {"rows": FLOOD_POSTS, "by": None, "over": None}
+    assert json.loads(out.read_text()) == {"rows": FLOOD_POSTS, "by": None, "over": None, "drivers": None,
+                                             "themes": None}
     assert f"#flood: {FLOOD_POSTS}" in capsys.readouterr().out
     # The page's own query string, with flags on top of it.
     assert cli.main(["analyse", "posts", "--filters", "q=%23flood&class=negative", "--where", "brand=Acme",

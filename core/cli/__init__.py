@@ -2,7 +2,8 @@
 
     python -m core.cli score  --csv pairs.csv --images DIR --out scored.csv     # saved as a run: `run: <id>` last
     python -m core.cli runs list [--json FILE] | show RUN | rename RUN NAME | delete RUN | export RUN --out FILE | add PATH
-    python -m core.cli analyse RUN [--by COL] [--over COL --freq D|W|M] [--search TERM] [--json FILE]
+    python -m core.cli analyse RUN [--by COL] [--over COL --freq D|W|M] [--drivers] [--themes] [--search TERM] [--json FILE]
+    python -m core.cli compare RUN --versions A B [--search TERM] [--json FILE]   # two head versions on a run's posts
     python -m core.cli eval   --csv test.csv  --images DIR --json metrics.json [--head VERSION_OR_PATH]
     python -m core.cli train  --train train.csv --dev dev.csv --images DIR --out DIR [--test test.csv]
     python -m core.cli correct --csv labelled.csv [--images DIR] [--save]   # adapt to your own posts
@@ -14,7 +15,7 @@
     python -m core.cli hash-password          # the operator password's hash for the app (read from a prompt or stdin)
 
 The command line acts as the operator of its own MMSA_HOME: whoever runs it is the machine's user.
-One module per command group (``scoring``, ``ray``, ``runs``, ``analyse``, ``training``, ``correct``, ``encoders``,
+One module per command group (``scoring``, ``ray``, ``runs``, ``analyse``, ``compare``, ``training``, ``correct``, ``encoders``,
 ``versions``, ``access``);
 ``main`` builds the parser from their ``register`` functions and runs the chosen command.
 """

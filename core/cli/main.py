@@ -6,10 +6,10 @@ import logging
 import sys
 import warnings
 
-from core.cli import access, analyse, correct, encoders, runs, scoring, training, versions
+from core.cli import access, analyse, compare, correct, encoders, runs, scoring, training, versions
 
 # Each group adds its subcommands in this order (the order of ``--help``).
-COMMAND_GROUPS = (scoring, runs, analyse, training, correct, encoders, versions, access)
+COMMAND_GROUPS = (scoring, runs, analyse, compare, training, correct, encoders, versions, access)
 # Commands that fine-tune the text encoder in PyTorch keep torch's own threads (the cores); every other
 # command's torch work is the heads, on one thread (core/threads.py says why).
 ALL_CORES_COMMANDS = {"finetune-text", "resplit"}

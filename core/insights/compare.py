@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 from scipy.stats import binomtest, chi2
 
-from core.insights.intervals import wilson
+from core.analysis.stats import wilson_interval
 from core.io.labels import LABEL_TO_INDEX, LABELS, LabelError, normalise_label
 
 EXACT_BELOW = 25  # discordant posts under which McNemar's p is the exact binomial one
@@ -120,8 +120,8 @@ def compare_predictions(a: Sequence, b: Sequence, labels: Sequence | None = None
         if result.labelled:
             right_a, right_b = ia[scored] == truth[scored], ib[scored] == truth[scored]
             result.accuracy = {"A": float(right_a.mean()), "B": float(right_b.mean())}
-            result.accuracy_ci = {"A": wilson(int(right_a.sum()), result.labelled),
-                                  "B": wilson(int(right_b.sum()), result.labelled)}
+            low, high = wilson_interval([right_a.sum(), right_b.sum()], result.labelled)
+            result.accuracy_ci = {"A": (float(low[0]), float(high[0])), "B": (float(low[1]), float(high[1]))}
             result.test = mcnemar(int((right_a & ~right_b).sum()), int((~right_a & right_b).sum()))
         else:
             result.notes.append("no post has a label: accuracy and the paired test need labels")

@@ -31,8 +31,8 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import silhouette_score
 from threadpoolctl import threadpool_limits
 
+from core.analysis.stats import net_interval, wilson_interval
 from core.insights.ctfidf import theme_terms
-from core.insights.intervals import wilson
 from core.io.labels import LABELS
 
 NO_THEME = -1
@@ -112,8 +112,13 @@ class Themes:
 
     def to_json(self) -> list[dict]:
         """``[{id, terms, n, share}]``, the command line's form (the n add up to the posts)."""
-        return [{"id": int(r.id), "terms": list(r.terms), "n": int(r.n), "share": round(float(r.share), 6)}
-                for r in self.table.itertuples()]
+        return themes_json(self.table)
+
+
+def themes_json(table: pd.DataFrame) -> list[dict]:
+    """A theme table (``summarise``) as ``[{id, terms, n, share}]``, "no theme" (id -1) last when present."""
+    return [{"id": int(r.id), "terms": list(r.terms), "n": int(r.n), "share": round(float(r.share), 6)}
+            for r in table.itertuples()]
 
 
 def _normalise(block: np.ndarray) -> np.ndarray:
@@ -251,8 +256,10 @@ def _find_themes(text_vectors, texts, image_vectors, classes, dates, freq: str, 
 
 def summarise(assignment: np.ndarray, terms: dict[int, list[str]], classes: Sequence | None = None) -> pd.DataFrame:
     """One row per theme (largest first, "no theme" last): ``id``, ``name`` (its first three terms),
-    ``terms``, ``n``, ``share``; with classes also ``n_<class>``, ``share_<class>`` with ``lo_<class>`` /
-    ``hi_<class>`` (95 % Wilson) and ``net`` (positive − negative share) over the posts with a class."""
+    ``terms``, ``n``, ``share`` of all posts with its 95 % Wilson interval ``share_lo`` / ``share_hi``; with
+    classes also ``n_<class>``, ``share_<class>`` with ``lo_<class>`` / ``hi_<class>`` (95 % Wilson) and
+    ``net`` (positive − negative share) with Newcombe's interval ``net_lo`` / ``net_hi``, over the posts
+    with a class (``core.analysis.stats``)."""
     total = len(assignment)
     ids = [t for t in sorted(set(int(x) for x in assignment)) if t != NO_THEME]
     if (assignment == NO_THEME).any():
@@ -265,16 +272,20 @@ def summarise(assignment: np.ndarray, terms: dict[int, list[str]], classes: Sequ
         mine = frame[frame["theme"] == theme]
         words = terms.get(theme, [])
         name = NO_THEME_NAME if theme == NO_THEME else (" · ".join(words[:3]) or f"theme {theme}")
-        row = {"id": theme, "name": name, "terms": words, "n": len(mine), "share": len(mine) / total if total else 0.0}
+        low, high = wilson_interval(len(mine), total)
+        row = {"id": theme, "name": name, "terms": words, "n": len(mine), "share": len(mine) / total if total else 0.0,
+               "share_lo": float(low), "share_hi": float(high)}
         if classes is not None:
             with_class = int(mine["class"].isin(LABELS).sum())
             row["n_classified"] = with_class
-            for label in LABELS:
-                count = int((mine["class"] == label).sum())
-                row[f"n_{label}"] = count
-                row[f"share_{label}"] = count / with_class if with_class else math.nan
-                row[f"lo_{label}"], row[f"hi_{label}"] = wilson(count, with_class)
-            row["net"] = row["share_positive"] - row["share_negative"] if with_class else math.nan
+            counts = {label: int((mine["class"] == label).sum()) for label in LABELS}
+            low, high = wilson_interval(list(counts.values()), with_class)
+            for k, label in enumerate(LABELS):
+                row[f"n_{label}"] = counts[label]
+                row[f"share_{label}"] = counts[label] / with_class if with_class else math.nan
+                row[f"lo_{label}"], row[f"hi_{label}"] = float(low[k]), float(high[k])
+            net, net_lo, net_hi = net_interval(counts["positive"], counts["negative"], with_class)
+            row["net"], row["net_lo"], row["net_hi"] = float(net), float(net_lo), float(net_hi)
         rows.append(row)
     return pd.DataFrame(rows)
 

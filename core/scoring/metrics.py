@@ -27,16 +27,17 @@ def weighted_f1(y_true, y_pred) -> float:
     return float((f1 * support).sum() / support.sum()) if support.sum() else 0.0
 
 
-def accuracy_interval(n_correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval (95 % by default) for an accuracy of ``n_correct`` / ``n``: how far the
-    figure could move on another sample of the same size. Stays inside [0, 1] and is honest for small
-    ``n`` and for accuracies near 0 or 1, where the normal approximation is not."""
+def accuracy_interval(n_correct: int, n: int) -> tuple[float, float]:
+    """Wilson score interval (95 %) for an accuracy of ``n_correct`` / ``n``: how far the figure could
+    move on another sample of the same size (``core.analysis.stats.wilson_interval``, the project's one
+    Wilson interval). Stays inside [0, 1] and is honest for small ``n`` and for accuracies near 0 or 1,
+    where the normal approximation is not. No pairs: (0, 1), nothing is known."""
+    from core.analysis.stats import wilson_interval
+
     if n <= 0:
         return 0.0, 1.0
-    p = n_correct / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+    low, high = wilson_interval(n_correct, n)
+    return float(low), float(high)
 
 
 def _as_arrays(y_true, probs) -> tuple[np.ndarray, np.ndarray]:
