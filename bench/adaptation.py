@@ -1,7 +1,8 @@
 """How well does the model learn a new kind of post from a few hundred labels? TweetEval sentiment tweets
 (text only) stand for the user's posts.
 
-    python bench/adaptation.py [--sizes 50 100 200 500 1000] [--draws 3] [--no-setfit] [--json FILE]
+    python bench/adaptation.py [--sizes 50 100 200 500 1000] [--draws 3] [--no-setfit | --setfit-sizes 50 100 200]
+                               [--json FILE]
 
 Labelled sets of each size are drawn from TweetEval ``val.csv`` (``--draws`` per size) and every method
 is measured on the same fixed sample of 2,000 texts of ``test.csv`` (drawn once with seed 0; never
@@ -67,6 +68,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--draws", type=int, default=3)
     parser.add_argument("--no-setfit", action="store_true", help="skip the SetFit-style fine-tune (minutes per draw)")
     parser.add_argument("--setfit-pairs", type=int, default=2000, help="cap on SetFit-style training pairs")
+    parser.add_argument("--setfit-sizes", type=int, nargs="+", default=None,
+                        help="label counts the SetFit-style fine-tune runs at (default: every size; ~0.1 s per "
+                             "pair on 2 cores, so SetFit's own 40 pairs per label is over an hour at 1,000)")
     parser.add_argument("--json", default=None, help="also write the figures here")
     args = parser.parse_args(argv)
 
@@ -89,6 +93,9 @@ def main(argv=None) -> dict:
     from core.machine import describe_machine, machine_block
     from core.registry import read_version_folder
     from core.scoring.predict import Predictor
+    from core.threads import start_torch_threads
+
+    start_torch_threads()  # one torch thread, as the app and the `correct` command start (core/threads.py)
 
     data = config.shared_data_dir() / "tweeteval_sentiment"
     if not (data / "val.csv").is_file():
@@ -155,7 +162,7 @@ def main(argv=None) -> dict:
             row["floor"] = {**_scores(test_y, floor.predict(test_x)), "seconds": time.perf_counter() - t,
                             "reference": {"text": float((floor.predict(check.text) == check.labels).mean())}}
 
-            if not args.no_setfit:
+            if not args.no_setfit and (args.setfit_sizes is None or n in args.setfit_sizes):
                 torch.manual_seed(draw)
                 tuned = setfit_style(predictor.text_encoder, list(val["text"].iloc[pick]), labels,
                                      list(test["text"]), max_pairs=args.setfit_pairs, seed=draw)

@@ -12,6 +12,7 @@ minutes on 2 CPU cores (SetFit's default of 20 iterations is 40 pairs per label:
 from __future__ import annotations
 
 import copy
+import os
 import time
 
 import numpy as np
@@ -57,9 +58,20 @@ def setfit_style(encoder, texts: list[str], labels: np.ndarray, test_texts: list
     """Tune a copy of ``encoder``'s network on pairs of ``texts``, fit a logistic regression on the tuned
     features, predict ``test_texts``. Returns predictions and the seconds of tuning + fitting and of
     encoding the test texts."""
+    torch.manual_seed(seed)
+    threads = torch.get_num_threads()
+    # A transformer's backward pass gains from a thread pool: all the cores, as `finetune-text` runs.
+    torch.set_num_threads(os.cpu_count() or 1)
+    try:
+        return _tune_and_predict(encoder, texts, labels, test_texts, iterations=iterations, max_pairs=max_pairs,
+                                 batch_size=batch_size, lr=lr, seed=seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _tune_and_predict(encoder, texts, labels, test_texts, *, iterations, max_pairs, batch_size, lr, seed) -> dict:
     from sklearn.linear_model import LogisticRegression
 
-    torch.manual_seed(seed)
     started = time.perf_counter()
     model = copy.deepcopy(encoder.model).requires_grad_(True)  # the served encoder is frozen
     pairs = sample_pairs(np.asarray(labels), iterations, max_pairs, seed)

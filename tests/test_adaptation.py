@@ -91,11 +91,13 @@ def test_small_sets_are_measured_by_k_fold_and_larger_ones_on_a_stratified_hold_
     assert large.curve_[-1]["labels_used"] == 150
 
 
-def test_held_out_labels_are_never_learned_from():
+@pytest.mark.parametrize("n, protocol", [(100, "5-fold"), (200, "held-out")])
+def test_held_out_labels_are_never_learned_from(n, protocol):
     # Labels with no relation to the features: a read-out that saw the measured posts would fit them
     # (weakly regularised over 400 dimensions, it remembers 200 random labels); one that did not is at chance.
-    posts = text_posts(200, seed=6, signal=0.0, text_dim=400)
+    posts = text_posts(n, seed=6, signal=0.0, text_dim=400)
     adapter = Adapter(ensemble_heads(text_dim=400), AdaptationConfig(C=100.0)).fit(posts)
+    assert adapter.protocol_["kind"] == protocol
     _, served = served_logits(adapter.model_, posts)
     assert (served.argmax(1) == posts.labels).mean() > 0.9   # it did learn what it was given ...
     assert adapter.evaluation_["after"]["accuracy"] < 0.45   # ... and the held-out figure does not show it
@@ -109,6 +111,15 @@ def test_the_learning_curve_counts_the_labels_used_and_rises_with_them():
     assert curve[-1]["accuracy"] >= curve[0]["accuracy"]
     assert curve[-1]["accuracy"] == adapter.evaluation_["after"]["accuracy"]
     assert adapter.verdict_["answer"] in {"yes", "little", "unclear"}
+
+
+def test_each_point_of_the_learning_curve_learns_from_only_the_labels_it_counts():
+    # Many dimensions, a clear signal: 75 labels are too few to find it, 300 are enough.
+    adapter = Adapter(ensemble_heads(text_dim=400), AdaptationConfig(C=1.0)).fit(
+        text_posts(400, seed=8, signal=2.0, text_dim=400))
+    accuracies = [p["accuracy"] for p in adapter.curve_]
+    assert accuracies[0] + 0.1 < accuracies[1] < accuracies[2] - 0.05
+    assert adapter.verdict_["answer"] == "yes"  # still rising at its last step: more labels are worth giving
 
 
 def _curve(previous: np.ndarray, last: np.ndarray) -> list[dict]:

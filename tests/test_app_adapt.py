@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+import torch
 
 from core.access import hash_password
 
@@ -59,6 +60,10 @@ def test_adapting_to_a_text_only_csv_shows_honest_figures_and_saves_a_version(fr
     saved = [c for c in registry.versions() if c.get("note") == "our posts"]
     assert len(saved) == 1 and saved[0]["training"]["kind"] == "adaptation"
     assert registry.active_version() == active  # saving serves nobody until it is activated
+    # What was saved is the adapted text head; without pictures the image and fused heads are the parent's.
+    saved_tensors, parent_tensors = registry.load(saved[0]["version"])[0], registry.load(active)[0]
+    assert {name.split(".")[1] for name, tensor in saved_tensors.items()
+            if name.startswith("heads.") and not torch.equal(tensor, parent_tensors[name])} == {"text"}
     assert at.selectbox(key="correct_version").value == saved[0]["version"]  # the version list selects it
 
 

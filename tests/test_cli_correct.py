@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+import torch
 
 from core import cli
 from tests.conftest import NEGATIVE_TEXTS, NEUTRAL_TEXTS, POSITIVE_TEXTS, make_pair_set
@@ -15,6 +16,12 @@ def own_home(tmp_path, monkeypatch):
     """A registry of its own, and no MVSA: the reference set is the project's example pairs (fast)."""
     monkeypatch.setenv("MMSA_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("MMSA_MVSA_DIR", str(tmp_path / "no-mvsa"))
+
+
+def changed_heads(saved: dict, parent: dict) -> set[str]:
+    """The heads whose weights differ between two versions' tensors."""
+    return {name.split(".")[1] for name, tensor in saved.items()
+            if name.startswith("heads.") and not torch.equal(tensor, parent[name])}
 
 
 def text_only_csv(folder, per_label: int = 8):
@@ -29,7 +36,7 @@ def text_only_csv(folder, per_label: int = 8):
 @pytest.mark.parametrize("pictures", [False, True], ids=["text only", "with pictures"])
 def test_correct_adapts_to_a_labelled_csv_and_saves_a_version_named_on_the_last_line(
         own_home, trained_head, tmp_path, capsys, pictures):
-    from core.registry import open_registry
+    from core.registry import open_registry, read_version_folder
 
     csv = make_pair_set(tmp_path, n_per_class=8, seed=3) if pictures else text_only_csv(tmp_path)
     images = ["--images", str(tmp_path / "images")] if pictures else []
@@ -50,6 +57,9 @@ def test_correct_adapts_to_a_labelled_csv_and_saves_a_version_named_on_the_last_
     assert card.note == "our posts" and card.training["kind"] == "adaptation"
     assert card.training["adapted_heads"] == (["fused", "image", "text"] if pictures else ["text"])
     assert registry.active_version() != version  # operators activate it
+    # The saved weights are the adapted ones: posts without pictures changed the text head alone.
+    parent, _ = read_version_folder(trained_head)
+    assert changed_heads(registry.load(version)[0], parent) == ({"fused", "image", "text"} if pictures else {"text"})
 
 
 def test_correct_without_save_stores_nothing_and_says_why_a_set_is_refused(own_home, trained_head, tmp_path, capsys):

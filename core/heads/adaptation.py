@@ -67,7 +67,7 @@ class AdaptationConfig:
     # The text head's: None = replay_weight × the share of the user's posts that have a picture. The
     # reference is pairs, answered by the fused head; a set without pictures leaves that head as it was,
     # so its text head learns the user's posts unheld. On the TweetEval test sample, holding it to the
-    # reference at 0.7 cost 5-7 points against the floor (docs/model-card.md, "Adapting to your posts").
+    # reference at 0.7 cost 3-7 points (docs/model-card.md, "Adapting to your own posts").
     text_replay_weight: float | None = None
     holdout: float = 0.25      # share of the user's labels held out to measure (sets of kfold_below or more)
     kfold_below: int = 150     # smaller sets are measured by stratified k-fold instead
