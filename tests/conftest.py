@@ -26,6 +26,9 @@ from core.threads import start_torch_threads
 # The test process starts the way the app and the command line do: torch's threads set once, here.
 start_torch_threads()
 
+# The real-browser tests' fixtures, for every test module (each gets its own server and tab).
+from tests.browser import head_dir, page, server, shots, sync_playwright  # noqa: E402, F401
+
 MVSA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mvsa_single"
 
 POSITIVE_TEXTS = ["what a lovely sunny day", "best burger ever, delicious", "so happy with my new puppy",
@@ -153,11 +156,11 @@ def new_app():
     return AppTest.from_file(str(STREAMLIT_APP), default_timeout=APP_TIMEOUT)
 
 
-def open_page(page: str):
+def open_page(name: str):
     at = new_app().run()
     assert not at.exception, at.exception
-    if page != "home":
-        at.switch_page(f"app_pages/{page}.py").run()
+    if name != "home":
+        at.switch_page(f"app_pages/{name}.py").run()
         assert not at.exception, at.exception
     return at
 

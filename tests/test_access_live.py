@@ -16,15 +16,12 @@ from __future__ import annotations
 import os
 import re
 import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.test_browser_e2e import BROWSER_ARGS, CHROMIUM, _free_port, sync_playwright  # noqa: F401 - a fixture
+from tests.browser import BROWSER_ARGS, CHROMIUM, streamlit_server
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBE = f"""
@@ -58,39 +55,14 @@ def _network_address() -> str | None:
 def open_server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("probe")
     (folder / "probe.py").write_text(PROBE)
-    port = _free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("MMSA_OPERATOR_PASSWORD_HASH", "MMSA_OPERATORS")}
     env.update(MMSA_HOME=str(folder / "home"), PYTHONUNBUFFERED="1")
-    log_path = folder / "streamlit.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(folder / "probe.py"), "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "0.0.0.0", "--browser.gatherUsageStats", "false",
-             "--server.fileWatcherType", "none"],
-            cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                if proc.poll() is not None:
-                    pytest.fail(f"streamlit exited with {proc.returncode}:\n{log_path.read_text()}")
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2):
-                        break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        pytest.fail(f"streamlit did not start:\n{log_path.read_text()}")
-                    time.sleep(0.5)
-            yield {"port": port, "pid": proc.pid, "home": folder / "home"}
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    with streamlit_server(folder / "probe.py", env=env, cwd=folder, log_path=folder / "streamlit.log",
+                          address="0.0.0.0") as (port, proc):
+        yield {"port": port, "pid": proc.pid, "home": folder / "home"}
 
 
-def _seen_as(sync_playwright, url: str) -> tuple[str, str]:  # noqa: F811 - the fixture's value
+def _seen_as(sync_playwright, url: str) -> tuple[str, str]:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
         try:
@@ -104,7 +76,7 @@ def _seen_as(sync_playwright, url: str) -> tuple[str, str]:  # noqa: F811 - the 
             browser.close()
 
 
-def test_without_a_password_only_the_servers_own_machine_gets_the_operator(sync_playwright, open_server):  # noqa: F811
+def test_without_a_password_only_the_servers_own_machine_gets_the_operator(sync_playwright, open_server):
     network = _network_address()
     port = open_server["port"]
     assert _seen_as(sync_playwright, f"http://127.0.0.1:{port}")[0] == "address=127.0.0.1 role=operator"
@@ -113,7 +85,7 @@ def test_without_a_password_only_the_servers_own_machine_gets_the_operator(sync_
     assert _seen_as(sync_playwright, f"http://{network}:{port}")[0] == f"address={network} role=viewer"
 
 
-def test_the_upload_folder_of_a_session_the_server_no_longer_knows_is_removed(sync_playwright, open_server):  # noqa: F811
+def test_the_upload_folder_of_a_session_the_server_no_longer_knows_is_removed(sync_playwright, open_server):
     uploads = open_server["home"] / "uploads"
     ended = uploads / f"{open_server['pid']}-0a1b2c3d" / "batch"  # a tab of this server that closed long ago
     ended.mkdir(parents=True)

@@ -1,5 +1,5 @@
 """An analyst's walk in a real browser (headless Chromium, its own Streamlit server, see
-test_browser_e2e.py): score a table with brand and date columns on the batch page, follow the link to
+tests/browser.py): score a table with brand and date columns on the batch page, follow the link to
 the saved run, break it down by brand and filter by a click on a bar, look at it week by week, search a
 hashtag, open a picture of the gallery in Explore, and download a view's table and the report.
 
@@ -13,20 +13,8 @@ from urllib.parse import parse_qs, urlparse
 
 import pandas as pd
 
+from tests.browser import FIRST_LOAD_MS, assert_clean, charts_laid_out, expect, screenshot, settle
 from tests.conftest import draw_image
-from tests.test_browser_e2e import (  # noqa: F401 - the module's fixtures: its server, browser tab and shots
-    FIRST_LOAD_MS,
-    _assert_clean,
-    _charts_laid_out,
-    _screenshot,
-    _settle,
-    expect,
-    head_dir,
-    page,
-    server,
-    shots,
-    sync_playwright,
-)
 
 # (id, text, picture's mood, brand, date): two brands, three weeks, one date that does not read.
 POSTS = [("p1", "Sunny day at the beach #sunny", "positive", "Acme", "2024-03-04"),
@@ -58,37 +46,37 @@ def _posts(tab) -> int:
     return int(metric.locator('[data-testid="stMetricValue"]').inner_text().replace(",", ""))
 
 
-def test_score_then_analyse_by_brand_over_time_search_gallery_and_download(page, server, shots, tmp_path):  # noqa: F811
+def test_score_then_analyse_by_brand_over_time_search_gallery_and_download(page, server, shots, tmp_path):
     started = time.monotonic()
     csv, images = _table(tmp_path)
 
     # ----- Batch: score the table; the finished scoring is kept as a run -----
     page.goto(server["url"] + "/batch")
     page.get_by_role("heading", name="Batch scoring").wait_for(timeout=FIRST_LOAD_MS)
-    _settle(page, FIRST_LOAD_MS)
+    settle(page, FIRST_LOAD_MS)
     page.get_by_label("CSV file with one pair per row").locator("input[type=file]").set_input_files(str(csv))
     expect(page.get_by_text(f"{len(POSTS)} rows · columns: id, text, image, brand, date")).to_be_visible()
-    _settle(page)
+    settle(page)
     page.get_by_text("Upload image files", exact=True).click()
     page.get_by_label("Image files").locator("input[type=file]").set_input_files([str(p) for p in images])
     expect(page.get_by_text(f"{len(POSTS)} image files found.")).to_be_visible()
-    _settle(page)
+    settle(page)
     page.get_by_role("button", name="Score the table").click()
     expect(page.get_by_text(f"Done: {len(POSTS)} / {len(POSTS)} rows")).to_be_visible()
-    _settle(page)
+    settle(page)
     page.get_by_role("link", name=re.compile("Analyse this run")).click()
 
     # ----- Analyse: the run opens on its own, broken down by brand and over the date column -----
     page.get_by_role("heading", name="Analyse a run").wait_for()
-    _charts_laid_out(page)
-    _assert_clean(page, server)
+    charts_laid_out(page)
+    assert_clean(page, server)
     run_id = _url_params(page)["run"][0]
     assert _posts(page) == len(POSTS)
     assert _url_params(page)["by"] == ["brand"] and _url_params(page)["over"] == ["date"]
     groups = page.locator('[data-testid="stDataFrame"]').first
     expect(groups).to_contain_text("Acme")
     expect(groups).to_contain_text("Bolt")
-    _screenshot(page, shots, "analysis-1-breakdown")
+    screenshot(page, shots, "analysis-1-breakdown")
 
     # Each view's table downloads (read back: one row per brand, the posts adding up).
     with page.expect_download() as download:
@@ -109,40 +97,40 @@ def test_score_then_analyse_by_brand_over_time_search_gallery_and_download(page,
     box = point.bounding_box()  # plotly's drag layer takes the pointer: click where the point is drawn
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     expect(page.locator('[data-testid="stMetric"]').filter(has_text="Posts").first).to_contain_text(str(acme))
-    _charts_laid_out(page)
+    charts_laid_out(page)
     assert _url_params(page)["f:brand"] == ["Acme"]
-    _screenshot(page, shots, "analysis-2-clicked-brand")
+    screenshot(page, shots, "analysis-2-clicked-brand")
 
     # ----- Search: a hashtag, counted exactly -----
     search = page.get_by_role("textbox", name="Search the text")
     search.fill("#sunny")
     search.press("Enter")
     expect(page.get_by_text("Search matches (posts): #sunny: 3 · all terms: 3")).to_be_visible()
-    _charts_laid_out(page)
+    charts_laid_out(page)
     assert _posts(page) == 3 and _url_params(page)["q"] == ["#sunny"]
-    _assert_clean(page, server)
+    assert_clean(page, server)
 
     # ----- Gallery: the matching posts' pictures; one opens in Explore with its text and picture -----
     expect(page.get_by_text("3 filtered posts with a picture.")).to_be_visible()
     gallery_images = page.locator('[data-testid="stImage"]')
     expect(gallery_images).to_have_count(3)
-    _screenshot(page, shots, "analysis-3-search-gallery")
+    screenshot(page, shots, "analysis-3-search-gallery")
     with page.expect_download() as download:
         page.get_by_role("button", name="Download the HTML report (these views, these filters)").click()
     report = Path(download.value.path()).read_text()
     assert "text search: #sunny" in report and "brand: Acme" in report and "Over time" in report
     page.get_by_role("link", name="Open in Explore").first.click()
     page.get_by_role("heading", name="Explore a pair").wait_for()
-    _settle(page)
+    settle(page)
     text = page.get_by_label("Text", exact=True)
     assert "#sunny" in text.input_value()
     expect(page.get_by_text(re.compile(r"Image in use: p\d\.png"))).to_be_visible()
     expect(page.get_by_text(re.compile(r"^Post p\d of the run posts"))).to_be_visible()
-    _assert_clean(page, server)
+    assert_clean(page, server)
 
     # ----- The deep link brings the same answer back -----
     page.goto(f"{server['url']}/analyse?run={run_id}&q=%23sunny&f:brand=Acme")
     expect(page.get_by_text("Search matches (posts): #sunny: 3 · all terms: 3")).to_be_visible()
-    _charts_laid_out(page)
+    charts_laid_out(page)
     assert _posts(page) == 3
     print(f"analysis walk took {time.monotonic() - started:.1f} s")

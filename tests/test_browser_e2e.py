@@ -20,207 +20,37 @@ real browser". Never run `playwright install` here.
 """
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from tests.browser import (
+    FIRST_LOAD_MS,
+    assert_clean,
+    charts_laid_out,
+    choose,
+    expect,
+    go,
+    screenshot,
+    settle,
+)
 from tests.conftest import draw_image
 
-try:
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-    from playwright.sync_api import expect
-except ImportError:  # the fixtures skip the tests with the reason
-    expect = PlaywrightTimeout = None
-
-ROOT = Path(__file__).resolve().parents[1]
-APP = ROOT / "streamlit_app.py"
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = ROOT / "tests" / "artifacts"
-VIEWING_COPY = Path("/tmp/mmsa_screens")
-SHIPPED_HEAD = ROOT / "assets" / "models" / "default"
-BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync"]
-SERVER_START_S = 60     # until /_stcore/health answers
-FIRST_LOAD_MS = 120_000  # the first page view loads the encoders and the head (slow on a busy box)
-STEP_MS = 60_000
 HEADS = ("Text only", "Image only", "Fused")
 LABELS = ("negative", "neutral", "positive")
 CORRECTION_EPOCHS = 8
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def sync_playwright():
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as error:
-        pytest.skip(f"Playwright for Python is not installed: {error}")
-    return sync_playwright
-
-
-@pytest.fixture(scope="module")
-def head_dir(request):
-    """The shipped default head when present, otherwise the head conftest trains on drawn pairs."""
-    if (SHIPPED_HEAD / "card.json").exists():
-        return SHIPPED_HEAD
-    return request.getfixturevalue("trained_head")
-
-
-@pytest.fixture(scope="module")
-def server(sync_playwright, head_dir, tmp_path_factory):
-    home = tmp_path_factory.mktemp("e2e_home")
-    port = _free_port()
-    env = dict(os.environ, MMSA_HOME=str(home), MMSA_HEAD_DIR=str(head_dir),
-               MMSA_MVSA_DIR=str(home / "no-mvsa-here"), MMSA_DATA_ROOT=str(tmp_path_factory.mktemp("e2e_data")),
-               HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
-    log_path = home / "streamlit.log"
-    log = open(log_path, "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + SERVER_START_S
-    try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"streamlit exited with {proc.returncode}:\n{log_path.read_text()}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not answer on {url} within {SERVER_START_S} s:\n{log_path.read_text()}")
-            time.sleep(0.5)
-        yield {"url": url, "log": log_path}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-
-
-@pytest.fixture(scope="module")
-def page(sync_playwright, server):
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 900})
-        tab = context.new_page()
-        tab.set_default_timeout(STEP_MS)
-        expect.set_options(timeout=STEP_MS)
-        try:
-            yield tab
-        finally:
-            context.close()
-            browser.close()
-
-
-@pytest.fixture(scope="module")
-def shots():
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    VIEWING_COPY.mkdir(parents=True, exist_ok=True)
-    print(f"\nscreenshots: {ARTIFACTS} (copied to {VIEWING_COPY})")
-    return ARTIFACTS
-
-
-def _settle(page, timeout_ms: int = STEP_MS) -> None:
-    """Wait until the script run finished and no spinner is left."""
-    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout_ms)
-    page.wait_for_selector('[data-testid="stSpinner"]', state="detached", timeout=timeout_ms)
-
-
-def _assert_clean(page, server) -> None:
-    errors = page.locator('[data-testid="stException"]')
-    assert errors.count() == 0, errors.first.inner_text() + "\n" + server["log"].read_text()[-3000:]
-    body = page.locator('[data-testid="stMain"]').inner_text()
-    assert "Traceback" not in body, body
-
-
-# Every plotly chart on the page has drawn its figure (plotly sets _fullLayout when it has laid one
-# out) and its drawing spans its container again after the viewport changed size.
-_CHARTS_LAID_OUT = """() => {
-    const plots = [...document.querySelectorAll('.js-plotly-plot')];
-    return plots.every(plot => {
-        const svg = plot.querySelector('.main-svg');
-        if (!plot._fullLayout || !svg) return false;
-        return Math.abs(svg.getBoundingClientRect().width - plot.getBoundingClientRect().width) <= 2;
-    });
-}"""
-
-
-def _charts_laid_out(page, timeout_ms: int = STEP_MS) -> None:
-    _settle(page, timeout_ms)
-    page.wait_for_function(_CHARTS_LAID_OUT, timeout=timeout_ms)
-
-
-def _screenshot(page, folder: Path, name: str) -> Path:
-    """A full-page shot: Streamlit scrolls inside its main container, so grow the viewport to fit it."""
-    height = page.evaluate(
-        "() => Math.max(...[...document.querySelectorAll('[data-testid=\"stMain\"], [data-testid=\"stAppViewContainer\"]')]"
-        ".map(e => e.scrollHeight), document.body.scrollHeight)")
-    width = page.viewport_size["width"]
-    page.set_viewport_size({"width": width, "height": min(max(int(height) + 40, 900), 6000)})
-    _charts_laid_out(page)
-    path = folder / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    shutil.copy(path, VIEWING_COPY / path.name)
-    page.set_viewport_size({"width": width, "height": 900})
-    return path
-
-
-def _go(page, label: str, title: str) -> None:
-    page.locator('[data-testid="stSidebarNav"]').get_by_text(label, exact=True).click()
-    page.get_by_role("heading", name=title).wait_for()
-    _settle(page)
-
-
-def _choose(page, label: str, option: str) -> None:
-    """Pick ``option`` in the selectbox labelled ``label`` and wait for the rerun it starts."""
-    box = page.get_by_role("combobox", name=label, exact=True)
-    choice = page.get_by_role("option", name=option, exact=True)
-    for attempt in range(3):  # a rerun landing while the list is open closes it: open it again
-        box.click()
-        box.fill(option)  # the list only draws the options in view: typing brings this one up
-        try:
-            choice.click(timeout=10_000)
-            break
-        except PlaywrightTimeout:
-            if attempt == 2:
-                raise
-            box.press("Escape")
-    expect(box).to_have_value(option)
-    _settle(page)
 
 
 def _expect_three_way_chart(page) -> None:
     """The result chart: one bar set per head (text only, image only, fused), three classes each."""
     chart = page.locator(".js-plotly-plot").first
     expect(chart).to_contain_text("Sentiment probabilities by modality")
-    _settle(page)
+    settle(page)
     legend = [t.strip() for t in chart.locator(".legendtext").all_text_contents()]
     assert legend == list(HEADS), legend
     traces = chart.locator(".barlayer .trace")
@@ -241,7 +71,7 @@ def test_every_page_in_a_real_browser(page, server, shots, tmp_path):
     # ----- A bookmarked deep link is the server's very first request: still the real app -----
     page.goto(server["url"] + "/batch")
     page.get_by_role("heading", name="Batch scoring").wait_for(timeout=FIRST_LOAD_MS)
-    _settle(page, FIRST_LOAD_MS)
+    settle(page, FIRST_LOAD_MS)
     sidebar = page.locator('[data-testid="stSidebarNav"]').inner_text()
     assert "Explore a pair" in sidebar and "common" not in sidebar, sidebar
 
@@ -249,37 +79,37 @@ def test_every_page_in_a_real_browser(page, server, shots, tmp_path):
     page.goto(server["url"])
     page.get_by_role("heading", name="Multimodal sentiment dashboard").wait_for(timeout=FIRST_LOAD_MS)
     page.get_by_text("The model serving now").wait_for(timeout=FIRST_LOAD_MS)
-    _settle(page, FIRST_LOAD_MS)
-    _assert_clean(page, server)
+    settle(page, FIRST_LOAD_MS)
+    assert_clean(page, server)
     nav = page.locator('[data-testid="stSidebarNav"]')
     for label in ("Home", "Explore a pair", "Batch scoring", "Correct the model"):
         assert nav.get_by_text(label, exact=True).count() == 1, label
-    _screenshot(page, shots, "1-home")
+    screenshot(page, shots, "1-home")
 
     # ----- Explore: type a text, upload a drawn PNG, analyse -----
-    _go(page, "Explore a pair", "Explore a pair")
-    _assert_clean(page, server)
+    go(page, "Explore a pair", "Explore a pair")
+    assert_clean(page, server)
     text = page.get_by_label("Text", exact=True)
     text.fill("What a gorgeous sunny day at the beach, I love it!")
     text.press("Control+Enter")
-    _settle(page)
+    settle(page)
     image = draw_image(tmp_path / "sunny_beach.png", "positive", seed=7, size=(160, 120))
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(image))
     page.get_by_text("sunny_beach.png").first.wait_for()
     page.locator('[data-testid="stImage"]').first.wait_for()
-    _settle(page)
+    settle(page)
     page.get_by_role("button", name="Analyse").click()
     page.get_by_role("heading", name="Result").wait_for()
     _expect_three_way_chart(page)
     _expect_prediction(page)
-    _assert_clean(page, server)
-    _screenshot(page, shots, "2-explore")
+    assert_clean(page, server)
+    screenshot(page, shots, "2-explore")
 
     # ----- Explore: a built-in example pair replaces the typed text and the upload -----
     page.get_by_text("Try an example pair").click()
     storm = "Flooded street again, our car is ruined. Awful."
     for attempt in range(2):  # a click that overtakes the selectbox's own rerun uses the old choice
-        _choose(page, "Example", "storm — negative")
+        choose(page, "Example", "storm — negative")
         page.get_by_role("button", name="Use this example").click()
         try:
             expect(text).to_have_value(storm, timeout=15_000)
@@ -287,28 +117,28 @@ def test_every_page_in_a_real_browser(page, server, shots, tmp_path):
         except AssertionError:
             if attempt == 1:
                 raise
-            _settle(page)
+            settle(page)
     expect(page.get_by_text("Image in use: storm.png (from the example)")).to_be_visible()
-    _settle(page)
+    settle(page)
     page.get_by_role("button", name="Analyse").click()
     expect(page.get_by_role("heading", name="Result")).to_be_visible()
     _expect_three_way_chart(page)
     _expect_prediction(page)
-    _assert_clean(page, server)
-    _screenshot(page, shots, "2b-explore-example")
+    assert_clean(page, server)
+    screenshot(page, shots, "2b-explore-example")
 
     # ----- Batch scoring: opens on its CSV step -----
-    _go(page, "Batch scoring", "Batch scoring")
+    go(page, "Batch scoring", "Batch scoring")
     page.get_by_text("Upload a CSV to begin").wait_for()
-    _assert_clean(page, server)
-    _screenshot(page, shots, "3-batch")
+    assert_clean(page, server)
+    screenshot(page, shots, "3-batch")
 
     # ----- Correct the model: encodes the example reference pairs on first open -----
-    _go(page, "Correct the model", "Correct the model")
+    go(page, "Correct the model", "Correct the model")
     page.get_by_role("heading", name="3. Versions").wait_for(timeout=FIRST_LOAD_MS)
-    _settle(page, FIRST_LOAD_MS)
-    _assert_clean(page, server)
-    _screenshot(page, shots, "4-correct")
+    settle(page, FIRST_LOAD_MS)
+    assert_clean(page, server)
+    screenshot(page, shots, "4-correct")
 
     print(f"browser walk took {time.monotonic() - started:.1f} s")
 
@@ -348,7 +178,7 @@ def _active_version(caption) -> str:
 
 def _showing(page, n: int, total: int) -> None:
     expect(page.get_by_text(f"Showing {n:,} of {total:,} rows.")).to_be_visible()
-    _settle(page)
+    settle(page)
 
 
 def test_a_batch_scored_filtered_downloaded_then_corrected(page, server, shots, tmp_path):
@@ -357,19 +187,19 @@ def test_a_batch_scored_filtered_downloaded_then_corrected(page, server, shots, 
     total = len(BATCH)
 
     # ----- Batch: a CSV (with an extra column) and its pictures as uploaded files -----
-    _go(page, "Batch scoring", "Batch scoring")
+    go(page, "Batch scoring", "Batch scoring")
     page.get_by_label("CSV file with one pair per row").locator("input[type=file]").set_input_files(str(csv))
     expect(page.get_by_text(f"{total} rows · columns: id, text, image, label, note")).to_be_visible()
-    _settle(page)
+    settle(page)
     page.get_by_text("Upload image files", exact=True).click()
     page.get_by_label("Image files").locator("input[type=file]").set_input_files([str(p) for p in images])
     expect(page.get_by_text(f"{total} image files found.")).to_be_visible()
-    _settle(page)
+    settle(page)
     page.get_by_role("button", name="Score the table").click()
     expect(page.get_by_text(f"Done: {total} / {total} rows")).to_be_visible()
     _showing(page, total, total)
-    _assert_clean(page, server)
-    _screenshot(page, shots, "5-batch-scored")
+    assert_clean(page, server)
+    screenshot(page, shots, "5-batch-scored")
 
     # Every row, every input column: the CSV the user uploaded plus the model's answer.
     everything = _download(page, "Download the scored CSV", tmp_path)
@@ -391,7 +221,7 @@ def test_a_batch_scored_filtered_downloaded_then_corrected(page, server, shots, 
     expect(page.locator('[data-testid="stSliderThumbValue"]').first).to_have_text("80")
     confident = not_positive[not_positive["confidence"] >= 0.8]
     _showing(page, len(confident), total)
-    _screenshot(page, shots, "6-batch-filtered")
+    screenshot(page, shots, "6-batch-filtered")
     if len(confident) < total:
         shown = _download(page, f"Download the {len(confident):,} rows shown", tmp_path)
         assert list(shown["id"]) == list(confident["id"])
@@ -405,10 +235,10 @@ def test_a_batch_scored_filtered_downloaded_then_corrected(page, server, shots, 
     assert len(wrong_all) >= 1, everything[["id", "prediction", "label"]]
     page.get_by_role("button", name=re.compile(r"Send the wrongly predicted pairs? \(\d+\) to the correction set")).click()
     expect(page.get_by_text(f"the correction set now holds {len(wrong_all)}")).to_be_visible()
-    _settle(page)
+    settle(page)
 
     # ----- Correct: train once on them -----
-    _go(page, "Correct the model", "Correct the model")
+    go(page, "Correct the model", "Correct the model")
     expect(page.get_by_role("tab", name=f"Your correction set ({len(wrong_all)})")).to_be_visible()
     starting = page.get_by_text("Starting from the active version").filter(has_text="Reference set")
     first_version = _active_version(starting)
@@ -418,14 +248,14 @@ def test_a_batch_scored_filtered_downloaded_then_corrected(page, server, shots, 
     epochs.fill(str(CORRECTION_EPOCHS))
     epochs.press("Enter")
     expect(epochs).to_have_value(str(CORRECTION_EPOCHS))
-    _settle(page)
+    settle(page)
     page.get_by_role("button", name="Train correction").click()
     expect(page.get_by_text("Done in")).to_contain_text("epochs", timeout=FIRST_LOAD_MS)
     right = page.locator('[data-testid="stMetric"]').filter(has_text="Correction pairs right")
     expect(right.locator('[data-testid="stMetricValue"]')).to_contain_text(f"/ {len(wrong_all)}")
-    _charts_laid_out(page)
-    _assert_clean(page, server)
-    _screenshot(page, shots, "7-correct-trained")
+    charts_laid_out(page)
+    assert_clean(page, server)
+    screenshot(page, shots, "7-correct-trained")
 
     # ----- Correct: save (not active yet), activate, roll back -----
     page.get_by_label("Note for this version").fill("sarcastic picnics are negative")
@@ -433,22 +263,22 @@ def test_a_batch_scored_filtered_downloaded_then_corrected(page, server, shots, 
     saved = page.get_by_text("Saved version")
     expect(saved).to_contain_text("(not active: activate it below when ready)")
     new_version = saved.inner_text().split("Saved version ", 1)[1].split(" ", 1)[0]
-    _settle(page)
+    settle(page)
     expect(page.get_by_role("combobox", name="Version", exact=True)).to_have_value(new_version)
     assert _active_version(starting) == first_version
     page.get_by_role("button", name="Activate").click()
     expect(page.get_by_text(f"Version {new_version} is now active for everyone.")).to_be_visible()
     expect(starting).to_contain_text(f"Starting from the active version {new_version}.")
-    _settle(page)
+    settle(page)
     expect(page.get_by_role("button", name="Activate")).to_be_disabled()
-    _screenshot(page, shots, "8-correct-activated")
+    screenshot(page, shots, "8-correct-activated")
 
     page.get_by_role("button", name="Roll back").click()
     expect(page.get_by_text(f"Rolled back: version {first_version} is active again.")).to_be_visible()
     expect(starting).to_contain_text(f"Starting from the active version {first_version}.")
-    _settle(page)
-    _assert_clean(page, server)
-    _screenshot(page, shots, "9-correct-rolled-back")
+    settle(page)
+    assert_clean(page, server)
+    screenshot(page, shots, "9-correct-rolled-back")
 
     print(f"batch and correction walk took {time.monotonic() - started:.1f} s")
 
@@ -499,31 +329,31 @@ def test_hostile_posts_names_and_columns_show_as_written(page, server, shots, tm
     # ----- Explore: the uploaded picture's name (a fresh tab: this walk runs on its own too) -----
     page.goto(server["url"] + "/explore")
     page.get_by_role("heading", name="Explore a pair").wait_for(timeout=FIRST_LOAD_MS)
-    _settle(page, FIRST_LOAD_MS)
+    settle(page, FIRST_LOAD_MS)
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
         {"name": picture, "mimeType": PNG_TYPE, "buffer": _png_bytes(tmp_path, "positive", 1)})
     expect(page.get_by_text(f"Image in use: {picture} (your upload)")).to_be_visible()
-    _settle(page)
+    settle(page)
 
     # ----- Batch: hostile posts, a hostile picture name and column name, unlabelled -----
-    _go(page, "Batch scoring", "Batch scoring")
+    go(page, "Batch scoring", "Batch scoring")
     rows = pd.DataFrame({"id": [f"p{k}" for k in range(len(posts))], "text": posts,
                          "image": [picture, "a.png", picture, "a.png"], column: "x"})
     page.get_by_label("CSV file with one pair per row").locator("input[type=file]").set_input_files(
         {"name": table_name, "mimeType": "text/csv", "buffer": rows.to_csv(index=False).encode()})
     expect(page.get_by_text(f"columns: id, text, image, {column}")).to_be_visible()
-    _settle(page)
+    settle(page)
     page.get_by_text("Upload image files", exact=True).click()
     page.get_by_label("Image files").locator("input[type=file]").set_input_files(
         [{"name": picture, "mimeType": PNG_TYPE, "buffer": _png_bytes(tmp_path, "positive", 2)},
          {"name": "a.png", "mimeType": PNG_TYPE, "buffer": _png_bytes(tmp_path, "negative", 3)}])
     expect(page.get_by_text("2 image files found.")).to_be_visible()
-    _settle(page)
+    settle(page)
     page.get_by_role("button", name="Score the table").click()
     expect(page.get_by_text(f"Done: {len(posts)} / {len(posts)} rows")).to_be_visible()
     page.get_by_role("heading", name="Label where it pays").wait_for()
-    _assert_clean(page, server)
-    _screenshot(page, shots, "10-hostile-rows")
+    assert_clean(page, server)
+    screenshot(page, shots, "10-hostile-rows")
 
     main = page.locator('[data-testid="stMain"]')
     # No request left the page for the address the posts name; nothing the users wrote became a

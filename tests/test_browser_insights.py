@@ -1,5 +1,5 @@
 """An analyst's and an operator's walk through "Why, and which version" in a real browser (headless
-Chromium, its own Streamlit server, see test_browser_e2e.py): the drivers of a run with a planted
+Chromium, its own Streamlit server, see tests/browser.py): the drivers of a run with a planted
 hashtag and a click on it that filters the page, the themes of a run found once on the page, and two
 head versions compared on a run's posts from the link the Correct page gives.
 
@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from tests.browser import assert_clean, charts_laid_out, expect, screenshot, settle
 from tests.conftest import fake_card
 from tests.planted_insights import (
     B_CHANGES,
@@ -23,22 +24,10 @@ from tests.planted_insights import (
     topic_run,
     two_version_run,
 )
-from tests.test_browser_e2e import (  # noqa: F401 - the module's fixtures: its server, browser tab and shots
-    _assert_clean,
-    _charts_laid_out,
-    _screenshot,
-    _settle,
-    expect,
-    head_dir,
-    page,
-    server,
-    shots,
-    sync_playwright,
-)
 
 
 @pytest.fixture(scope="module")
-def planted(server):  # noqa: F811
+def planted(server):
     """The three runs and two versions, saved in the server's own MMSA_HOME."""
     from core.registry import open_registry
 
@@ -57,36 +46,36 @@ def _metric(tab, label: str):
     return tab.locator('[data-testid="stMetric"]').filter(has_text=label).first.locator('[data-testid="stMetricValue"]')
 
 
-def test_drivers_a_click_on_a_term_themes_and_two_versions(page, server, shots, planted):  # noqa: F811
+def test_drivers_a_click_on_a_term_themes_and_two_versions(page, server, shots, planted):
     started = time.monotonic()
     term = HASHTAG.lower()
 
     # ----- Drivers: the planted hashtag tops the negative ones; a click on it searches for it -----
     page.goto(f"{server['url']}/analyse?run={planted['hashtags'].id}")
     page.get_by_role("heading", name="Why, and which version").wait_for()
-    _charts_laid_out(page)
-    _assert_clean(page, server)
+    charts_laid_out(page)
+    assert_clean(page, server)
     expect(page.get_by_text("negative · ", exact=False).first).to_be_visible()
     pills = page.locator('[data-testid="stButtonGroup"]').first
-    _screenshot(page, shots, "insights-1-drivers")
+    screenshot(page, shots, "insights-1-drivers")
     pills.get_by_text(term, exact=True).click()
     expect(_metric(page, "Posts")).to_have_text(f"{HASHTAG_POSTS:,}")
-    _settle(page)
+    settle(page)
     assert page.get_by_role("textbox", name="Search the text").input_value() == term
     assert parse_qs(urlparse(page.url).query)["q"] == [term]
-    _assert_clean(page, server)
+    assert_clean(page, server)
 
     # ----- Themes: found once on the page, then listed with their mix -----
     page.goto(f"{server['url']}/analyse?run={planted['topics'].id}&view=themes")
     page.get_by_role("button", name="Find the themes").click()
     expect(page.get_by_role("button", name="Find them again")).to_be_visible()
     expect(page.get_by_role("button", name="Find the themes")).to_have_count(0)
-    _charts_laid_out(page)
+    charts_laid_out(page)
     table = page.locator('[data-testid="stDataFrame"]').filter(has_text="top terms")
     expect(table).to_be_visible()
     assert page.locator(".js-plotly-plot").count() >= 3     # breakdown, over time, themes (and their trend)
-    _assert_clean(page, server)
-    _screenshot(page, shots, "insights-2-themes")
+    assert_clean(page, server)
+    screenshot(page, shots, "insights-2-themes")
 
     # ----- Compare versions: the Correct page's link opens the candidate against the run's version -----
     page.goto(f"{server['url']}/analyse?run={planted['versions'].id}&compare={planted['b']}")
@@ -95,7 +84,7 @@ def test_drivers_a_click_on_a_term_themes_and_two_versions(page, server, shots, 
     expect(_metric(page, "Posts compared")).to_have_text("200")
     expect(page.get_by_text("McNemar's test (exact binomial)", exact=False)).to_be_visible()
     expect(page.get_by_role("link", name="in Explore")).to_be_visible()
-    _charts_laid_out(page)
-    _assert_clean(page, server)
-    _screenshot(page, shots, "insights-3-compare")
+    charts_laid_out(page)
+    assert_clean(page, server)
+    screenshot(page, shots, "insights-3-compare")
     print(f"insights walk took {time.monotonic() - started:.1f} s")
