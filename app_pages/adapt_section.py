@@ -17,7 +17,7 @@ from app.formatting import pct
 from app.uploads import extract_images_zip, save_uploaded_files
 from app_pages.common import reference_set, session_dir, viewer_reason
 from core.access import AccessDenied
-from core.heads.adaptation import AdaptationConfig
+from core.heads.adaptation import AdaptationConfig, replay_choice_text
 from core.heads.adaptation_run import adapted_card, run_adaptation
 from core.heads.training import TrainingRefused
 from core.io.images import IMAGE_TYPES
@@ -55,7 +55,9 @@ def _settings() -> AdaptationConfig:
                                   value="automatic", key="adapt_replay",
                                   help="How much the replayed reference pairs count, as a share of your labels: "
                                        "more keeps the reference, less follows your posts. Automatic: the smallest "
-                                       "that keeps the reference's fused accuracy within 3 points.")
+                                       "that keeps the reference's fused accuracy within 1.5 points on the replayed "
+                                       "pairs (each measured by a fit that did not replay it), so it stays within 3 "
+                                       "on pairs never replayed.")
         text = s2.select_slider("Weight of the reference for the text head", TEXT_REPLAY_CHOICES,
                                 value="automatic", key="adapt_text_replay",
                                 help="Automatic: the weight above times the share of your posts with a picture, "
@@ -97,9 +99,8 @@ def _results(trained: dict, version: str) -> None:
     if trained["base_version"] != version:
         st.warning(f"The active version changed to {version} since this adaptation started from "
                    f"{trained['base_version']}; saving keeps {trained['base_version']} as its parent.")
-    st.caption(protocol_text(adapter.protocol_) + (
-        f" The reference was replayed at weight {adapter.replay_weight_:g}, the smallest that kept its fused "
-        "accuracy within 3 points." if adapter.replay_choice_ else ""))
+    st.caption(protocol_text(adapter.protocol_) + " " + replay_choice_text(adapter.replay_weight_,
+                                                                           adapter.replay_choice_))
     before, after = adapter.evaluation_["before"], adapter.evaluation_["after"]
     c1, c2, c3 = st.columns(3)
     c1.metric("Your held-out posts, adapted", pct(after["accuracy"]),

@@ -2,7 +2,7 @@
 (text only) stand for the user's posts.
 
     python bench/adaptation.py [--sizes 50 100 200 500 1000] [--draws 3] [--no-setfit | --setfit-sizes 50 100 200]
-                               [--json FILE]
+                               [--lora-sizes 1000] [--json FILE]
 
 Labelled sets of each size are drawn from TweetEval ``val.csv`` (``--draws`` per size) and every method
 is measured on the same fixed sample of 2,000 texts of ``test.csv`` (drawn once with seed 0; never
@@ -19,9 +19,12 @@ trained on or used for a choice):
 - floor:      a logistic regression on the same frozen text features (standardised, C = 1e-3, the best
               C on val draws),
 - setfit:     a SetFit-style contrastive fine-tune of the same MiniLM + logistic regression
-              (``bench/setfit_style.py``; ``--no-setfit`` skips it).
+              (``bench/setfit_style.py``; ``--no-setfit`` skips it),
+- lora:       a supervised LoRA fine-tune of the same MiniLM on the labels + logistic regression
+              (``bench/lora_style.py``; at ``--lora-sizes``, 1,000 by default; ``--lora-sizes`` alone skips it).
 
-For each: accuracy and macro F1 on the test sample, the MVSA reference after (fused and text heads on the
+For each: accuracy, macro F1 and each label's recall on the test sample (the class mix of val and of the
+test sample is printed too: a method is read at the mix it is measured on), the MVSA reference after (fused and text heads on the
 held-out half of MVSA dev that the Correct page checks on; the other half is replayed, as on the page),
 and seconds. Then the seconds from click to result for 500 labels as the page runs it (encoding the
 texts from an empty feature store included). Prints a table and, last, one JSON line with every figure
@@ -44,14 +47,18 @@ if str(ROOT) not in sys.path:
 
 TEST_SAMPLE, TEST_SEED = 2000, 0
 FLOOR_C = 1e-3
-METHODS = ("shipped", "correction", "adaptation", "adaptation_held", "floor", "setfit")
+METHODS = ("shipped", "correction", "adaptation", "adaptation_held", "floor", "setfit", "lora")
 
 
 def _scores(y_true, y_pred) -> dict:
-    from sklearn.metrics import f1_score
+    from sklearn.metrics import f1_score, recall_score
 
+    from core.io.labels import LABELS
+
+    recall = recall_score(y_true, y_pred, average=None, labels=[0, 1, 2], zero_division=0)
     return {"accuracy": float(np.mean(y_true == y_pred)),
-            "macro_f1": float(f1_score(y_true, y_pred, average="macro", labels=[0, 1, 2], zero_division=0))}
+            "macro_f1": float(f1_score(y_true, y_pred, average="macro", labels=[0, 1, 2], zero_division=0)),
+            **{f"recall_{label}": float(r) for label, r in zip(LABELS, recall)}}
 
 
 def _text_only(text, image_mean):
@@ -71,6 +78,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--setfit-sizes", type=int, nargs="+", default=None,
                         help="label counts the SetFit-style fine-tune runs at (default: every size; ~0.1 s per "
                              "pair on 2 cores, so SetFit's own 40 pairs per label is over an hour at 1,000)")
+    parser.add_argument("--lora-sizes", type=int, nargs="*", default=[1000],
+                        help="label counts the supervised LoRA fine-tune runs at (none: skip; ~1 min per draw at 1,000)")
     parser.add_argument("--json", default=None, help="also write the figures here")
     args = parser.parse_args(argv)
 
@@ -79,6 +88,7 @@ def main(argv=None) -> dict:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    from bench.lora_style import lora_style
     from bench.setfit_style import setfit_style
     from core import config
     from core.features.sets import FeatureSet
@@ -88,7 +98,7 @@ def main(argv=None) -> dict:
     from core.heads.correction import CorrectionConfig, correct_heads
     from core.heads.reference import load_reference_set
     from core.heads.training import predict_logits
-    from core.io.labels import LABEL_TO_INDEX
+    from core.io.labels import LABEL_TO_INDEX, LABELS
     from core.io.tables import prepare_pairs, read_table
     from core.machine import describe_machine, machine_block
     from core.registry import read_version_folder
@@ -130,6 +140,10 @@ def main(argv=None) -> dict:
 
     shipped = {**_scores(test_y, served(base)), "reference": on_reference(base), "seconds": 0.0}
     log(f"shipped: {shipped['accuracy']:.1%} on the test sample; reference fused {shipped['reference']['fused']:.1%}")
+    class_mix = {name: {label: float(np.mean(y == k)) for k, label in enumerate(LABELS)}
+                 for name, y in (("val", val_y), ("test_sample", test_y))}
+    log("class mix: " + "; ".join(f"{name} " + " / ".join(f"{label} {share:.1%}" for label, share in mix.items())
+                                  for name, mix in class_mix.items()))
     runs = []
     for n in args.sizes:
         for draw in range(args.draws):
@@ -168,6 +182,11 @@ def main(argv=None) -> dict:
                                      list(test["text"]), max_pairs=args.setfit_pairs, seed=draw)
                 row["setfit"] = {**_scores(test_y, tuned["predictions"]), "seconds": tuned["seconds"],
                                  "encode_test_seconds": tuned["encode_test_seconds"], "pairs": tuned["pairs"]}
+            if n in args.lora_sizes:
+                tuned = lora_style(predictor.text_encoder, list(val["text"].iloc[pick]), labels, list(test["text"]),
+                                   C=FLOOR_C, seed=draw)
+                row["lora"] = {**_scores(test_y, tuned["predictions"]), "seconds": tuned["seconds"],
+                               "encode_test_seconds": tuned["encode_test_seconds"]}
             runs.append(row)
             log(f"n={n} draw {draw}: " + "  ".join(f"{m} {row[m]['accuracy']:.1%} ({row[m]['seconds']:.1f}s)"
                                                    for m in METHODS if m in row))
@@ -184,7 +203,7 @@ def main(argv=None) -> dict:
     summary = _summary(runs, args.sizes)
     _print_table(summary, shipped)
     result = {"test_sample": {"n": TEST_SAMPLE, "seed": TEST_SEED}, "reference": {"name": reference.name, "check": len(check)},
-              "shipped": shipped, "summary": summary, "runs": runs, "click_to_result_500_s": click.seconds,
+              "shipped": shipped, "class_mix": class_mix, "summary": summary, "runs": runs, "click_to_result_500_s": click.seconds,
               "pairs_path": pairs,
               "machine": machine_block()}
     print(f"measured on: {describe_machine(result['machine'])}")
@@ -229,7 +248,10 @@ def _pairs_path(predictor, store, replay, check, log) -> list[dict]:
 
 
 def _summary(runs: list[dict], sizes: list[int]) -> dict:
-    """Per size and method: mean and sd over draws of accuracy, macro F1, reference figures, seconds."""
+    """Per size and method: mean and sd over draws of accuracy, macro F1, each label's recall, reference
+    figures, seconds."""
+    from core.io.labels import LABELS
+
     out = {}
     for n in sizes:
         mine = [r for r in runs if r["n"] == n]
@@ -238,7 +260,8 @@ def _summary(runs: list[dict], sizes: list[int]) -> dict:
             entries = [r[method] for r in mine if method in r]
             if not entries:
                 continue
-            figures = {key: [e[key] for e in entries] for key in ("accuracy", "macro_f1", "seconds")}
+            keys = ("accuracy", "macro_f1", "seconds", *(f"recall_{label}" for label in LABELS))
+            figures = {key: [e[key] for e in entries if key in e] for key in keys}
             for head in ("fused", "text"):
                 values = [e["reference"][head] for e in entries if head in e.get("reference", {})]
                 if values:
@@ -249,6 +272,8 @@ def _summary(runs: list[dict], sizes: list[int]) -> dict:
 
 
 def _print_table(summary: dict, shipped: dict) -> None:
+    from core.io.labels import LABELS
+
     def cell(entry, key, scale=100.0, digits=1):
         if key not in entry:
             return "–"
@@ -256,13 +281,16 @@ def _print_table(summary: dict, shipped: dict) -> None:
 
     print(f"shipped head: accuracy {shipped['accuracy']:.1%}, macro F1 {shipped['macro_f1']:.1%}, "
           f"reference fused {shipped['reference']['fused']:.1%} / text {shipped['reference']['text']:.1%}")
-    print("| labels | method | accuracy % | macro F1 % | reference fused % | reference text % | seconds |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| labels | method | accuracy % | macro F1 % | recall neg / neu / pos % | reference fused % | "
+          "reference text % | seconds |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for n, methods in summary.items():
         for method, entry in methods.items():
             if method == "shipped":
                 continue
-            print(f"| {n} | {method} | {cell(entry, 'accuracy')} | {cell(entry, 'macro_f1')} | "
+            recall = " / ".join(f"{entry[f'recall_{label}']['mean'] * 100:.0f}" for label in LABELS
+                                if f"recall_{label}" in entry) or "–"
+            print(f"| {n} | {method} | {cell(entry, 'accuracy')} | {cell(entry, 'macro_f1')} | {recall} | "
                   f"{cell(entry, 'reference_fused')} | {cell(entry, 'reference_text')} | "
                   f"{cell(entry, 'seconds', 1.0)} |")
 

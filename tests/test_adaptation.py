@@ -9,7 +9,14 @@ import pandas as pd
 import pytest
 import torch
 
-from core.heads.adaptation import AdaptationConfig, Adapter, PostSet, more_labels_verdict, served_logits
+from core.heads.adaptation import (
+    AdaptationConfig,
+    Adapter,
+    PostSet,
+    more_labels_verdict,
+    replay_choice_text,
+    served_logits,
+)
 from core.heads.adaptation_readout import fit_readout, head_inputs, head_logits, kept_logits, with_readouts
 from core.heads.model import HeadConfig, LateFusionHeads
 from core.heads.training import TrainingRefused
@@ -221,7 +228,7 @@ def test_a_label_the_user_never_gave_is_learned_from_the_reference_and_refused_w
 
 
 def test_with_pictures_the_reference_is_replayed_only_as_much_as_keeps_its_fused_answers():
-    from core.heads.adaptation import MAX_REFERENCE_DROP, REPLAY_LADDER
+    from core.heads.adaptation import GUARD_DROP, REPLAY_LADDER
     from core.heads.training import TrainConfig, train_heads
 
     parent = train_heads(synthetic_set(150, seed=12), synthetic_set(60, seed=13),
@@ -238,9 +245,26 @@ def test_with_pictures_the_reference_is_replayed_only_as_much_as_keeps_its_fused
     adapter = Adapter(parent, config).fit(contrary, replay=reference)
     tried = adapter.replay_choice_
     assert len(tried) > 1 and adapter.replay_weight_ == tried[-1]["weight"]
-    assert all(t["fused_before"] - t["fused_after"] > MAX_REFERENCE_DROP for t in tried[:-1])
-    assert tried[-1]["fused_before"] - tried[-1]["fused_after"] <= MAX_REFERENCE_DROP or \
+    assert all(t["fused_before"] - t["fused_after"] > GUARD_DROP for t in tried[:-1])
+    assert tried[-1]["fused_before"] - tried[-1]["fused_after"] <= GUARD_DROP or \
         adapter.replay_weight_ == REPLAY_LADDER[-1]
+    # Every replayed pair guards (by a fit that replayed the others), not a small slice of them.
+    parent_fused = served_logits(parent, PostSet.from_pairs(reference))[0]["fused"].argmax(1) == reference.labels
+    assert all(t["guard_n"] == len(reference) and t["fused_before"] == pytest.approx(parent_fused.mean())
+               for t in tried)
+    # ... and no guard fit replayed the pairs it is measured on: the folds each leave out a third, together all.
+    replayed_sets = []
+    spy = Adapter(parent, config)
+    real = spy._replay_data
+    spy._replay_data = lambda pairs: (replayed_sets.append({r.tobytes() for r in pairs.text}), real(pairs))[1]
+    spy.fit(contrary, replay=reference)
+    everything = {r.tobytes() for r in reference.text}
+    left_out = [everything - rows for rows in replayed_sets if rows != everything]
+    assert len(left_out) == 3 and set().union(*left_out) == everything
+    assert sum(len(rows) for rows in left_out) == len(everything)
+    said = replay_choice_text(adapter.replay_weight_, tried)
+    assert f"weight {adapter.replay_weight_:g}" in said and f"{len(reference)} replayed pairs" in said
+    assert replay_choice_text(0.7, []) == ""
 
     fixed = Adapter(parent, AdaptationConfig(C=0.1, replay_weight=0.7)).fit(contrary, replay=reference)
     assert fixed.replay_weight_ == 0.7 and fixed.replay_choice_ == []

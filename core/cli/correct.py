@@ -19,7 +19,7 @@ def _interval(entry: dict) -> str:
 
 def cmd_correct(args) -> int:
     """``correct``: the Correct page's adaptation from a shell; returns the exit status."""
-    from core.heads.adaptation import AdaptationConfig
+    from core.heads.adaptation import AdaptationConfig, replay_choice_text
     from core.heads.adaptation_run import adapted_card, run_adaptation
     from core.heads.reference import load_reference_set
 
@@ -46,8 +46,7 @@ def cmd_correct(args) -> int:
         print(f"reference ({run.reference_name}, {adapter.reference_['n']} held-out pairs): " + "  ".join(
             f"{head} {_pct(before[head])} → {_pct(after[head])}" for head in ("fused", "text", "image")))
     if adapter.replay_choice_:
-        print(f"reference replayed at weight {adapter.replay_weight_:g} (the smallest keeping its fused accuracy "
-              "within 3 points on a guard part of the replayed pairs)")
+        print(replay_choice_text(adapter.replay_weight_, adapter.replay_choice_))
     print(f"adapted heads: {', '.join(adapter.adapted_heads_)}; {run.seconds:.1f} s")
     if args.json:
         Path(args.json).write_text(json.dumps(adapted_card(predictor.card, run, base_version="").training,
