@@ -101,6 +101,8 @@ def _results(trained: dict, version: str) -> None:
                    f"{trained['base_version']}; saving keeps {trained['base_version']} as its parent.")
     st.caption(protocol_text(adapter.protocol_) + " " + replay_choice_text(adapter.replay_weight_,
                                                                            adapter.replay_choice_))
+    verdict = adapter.vs_parent_
+    {"better": st.success, "worse": st.warning}.get(verdict["answer"], st.info)(verdict["message"])
     before, after = adapter.evaluation_["before"], adapter.evaluation_["after"]
     c1, c2, c3 = st.columns(3)
     c1.metric("Your held-out posts, adapted", pct(after["accuracy"]),

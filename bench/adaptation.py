@@ -162,7 +162,7 @@ def main(argv=None) -> dict:
             row["adaptation"] = {**_scores(test_y, served(adapter.model_)), "reference": on_reference(adapter.model_),
                                  "seconds": time.perf_counter() - t,
                                  "held_out_estimate": adapter.evaluation_["after"]["accuracy"],
-                                 "more_labels": adapter.verdict_["answer"]}
+                                 "more_labels": adapter.verdict_["answer"], "vs_parent": adapter.vs_parent_["answer"]}
 
             t = time.perf_counter()
             held = Adapter(base, AdaptationConfig(text_replay_weight=0.7)).fit(posts(pick, labels), replay=replay,
@@ -240,10 +240,12 @@ def _pairs_path(predictor, store, replay, check, log) -> list[dict]:
             out.append({"n": n, "draw": draw, "held_out_before": adapter.evaluation_["before"]["accuracy"],
                         "held_out_after": adapter.evaluation_["after"]["accuracy"],
                         "reference_fused_before": ref["before"]["fused"], "reference_fused_after": ref["after"]["fused"],
-                        "replay_weight": adapter.replay_weight_, "seconds": adapter.seconds_})
+                        "replay_weight": adapter.replay_weight_, "vs_parent": adapter.vs_parent_["answer"],
+                        "seconds": adapter.seconds_})
             log(f"pairs path n={n} draw {draw}: held-out {out[-1]['held_out_before']:.1%} → "
                 f"{out[-1]['held_out_after']:.1%}; reference fused {ref['before']['fused']:.1%} → {ref['after']['fused']:.1%} "
-                f"(replay weight {adapter.replay_weight_:g}, {adapter.seconds_:.1f} s)")
+                f"(replay weight {adapter.replay_weight_:g}; against the parent: {adapter.vs_parent_['answer']}; "
+                f"{adapter.seconds_:.1f} s)")
     return out
 
 

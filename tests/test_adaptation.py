@@ -16,6 +16,7 @@ from core.heads.adaptation import (
     more_labels_verdict,
     replay_choice_text,
     served_logits,
+    versus_parent_verdict,
 )
 from core.heads.adaptation_readout import fit_readout, head_inputs, head_logits, kept_logits, with_readouts
 from core.heads.model import HeadConfig, LateFusionHeads
@@ -145,6 +146,23 @@ def test_more_labels_are_worth_giving_while_the_last_step_still_gains():
     assert more_labels_verdict(_curve(few, few | (np.arange(20) == 19)))["answer"] == "unclear"
 
 
+def test_the_user_is_told_whether_the_adaptation_beats_the_version_it_adapts_on_their_posts():
+    n = 400
+    parent = np.arange(n) < 200                        # the version it adapts: 50 %
+    assert versus_parent_verdict(parent, parent | (np.arange(n) >= 340))["answer"] == "better"  # +15 points
+    worse = versus_parent_verdict(parent, parent & (np.arange(n) >= 60))                       # -15 points
+    assert worse["answer"] == "worse" and worse["high"] < 0 and "Worse on your posts" in worse["message"]
+    slightly = parent.copy()
+    slightly[200:206], slightly[:2] = True, False                                               # +1 point: 6 won, 2 lost
+    level = versus_parent_verdict(parent, slightly)
+    assert level["answer"] == "unclear" and level["low"] < 0 < level["gain"] and "Not clearly better" in level["message"]
+    # End to end: a parent that never saw the user's kind of post, labels that carry it.
+    adapter = Adapter(ensemble_heads()).fit(text_posts(200, seed=3, signal=2.0))
+    assert adapter.vs_parent_["answer"] == "better"
+    assert adapter.vs_parent_["gain"] == pytest.approx(adapter.evaluation_["after"]["accuracy"] -
+                                                       adapter.evaluation_["before"]["accuracy"])
+
+
 @pytest.mark.parametrize("labels, message", [
     (np.repeat([0, 2], 5), "at least 20"),
     (np.full(30, 2), "two different labels"),
@@ -209,6 +227,7 @@ def test_an_adaptation_from_a_text_only_table_saves_as_a_version_that_loads_and_
     assert saved.training["n_labels"] == 36 and saved.training["adapted_heads"] == ["text"]
     held_out = saved.training["held_out"]
     assert held_out["protocol"]["kind"] == "5-fold" and held_out["after"]["n"] == 36
+    assert held_out["vs_parent"]["answer"] in {"better", "worse", "unclear"}
     assert len(saved.training["learning_curve"]) == 3
     assert saved.temperatures["fused"] == 1.2 and saved.temperatures["text"] != 1.5
     posts = run.labelled.posts

@@ -46,6 +46,7 @@ def test_adapting_to_a_text_only_csv_shows_honest_figures_and_saves_a_version(fr
     shown = texts(at)
     assert "24 labelled posts (none with a picture" in shown and "5-fold cross-validation" in shown
     assert "95% interval" in shown
+    assert any("than the version it adapts" in message.value for message in (*at.success, *at.info, *at.warning))
     assert any(message.value.split(":")[0] in {"Yes", "Little", "Unclear"} for message in at.info)
     tables = [frame.value for frame in at.dataframe]
     assert any(list(t.columns) == ["Branch", "before", "after", "change (points)"] for t in tables)

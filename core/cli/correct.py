@@ -38,6 +38,7 @@ def cmd_correct(args) -> int:
           f"{protocol['kind']} on {protocol['n_measured']} posts the measured heads never saw")
     print(f"your posts  before: {_interval(adapter.evaluation_['before'])}")
     print(f"your posts   after: {_interval(adapter.evaluation_['after'])}")
+    print(f"against the version it adapts: {adapter.vs_parent_['message']}")
     for point in adapter.curve_:
         print(f"  learning curve: {point['labels_used']:6.0f} labels → {_interval(point)}")
     print(f"more labels worth giving? {adapter.verdict_['message']}")

@@ -10,7 +10,8 @@ pairs, each measured by fits that did not replay it (the reference is pairs; the
 Honest figures come with it. Part of the user's labels is held out (one stratified hold-out, or
 stratified k-fold for small sets) and never seen by the read-outs measured on it:
 
-- accuracy on the user's held-out posts before (the parent) and after,
+- accuracy on the user's held-out posts before (the parent) and after, and whether the adapted model is
+  better than its parent on them: the per-post paired change with its 95 % interval,
 - the learning curve: held-out accuracy against the number of labels used (25 / 50 / 100 % of the
   training part),
 - whether more labels are still worth giving: the gain of the curve's last step, paired per post,
@@ -22,7 +23,7 @@ a picture, and stay exactly as they were when none does (a post without a pictur
 by the text head, so nothing else could use what it teaches).
 
     adapter = Adapter(parent, AdaptationConfig()).fit(posts, replay=replay, check=check)
-    adapter.model_, adapter.evaluation_, adapter.curve_, adapter.verdict_, adapter.reference_
+    adapter.model_, adapter.evaluation_, adapter.vs_parent_, adapter.curve_, adapter.verdict_, adapter.reference_
 """
 from __future__ import annotations
 
@@ -295,6 +296,7 @@ class Adapter:
             curve.append({"fraction": fraction, "labels_used": float(np.mean(measured[fraction]["labels_used"])),
                           **_accuracy(correct), "_correct": correct})
         self.evaluation_ = {"before": _accuracy(before), "after": _accuracy(curve[-1]["_correct"])}
+        self.vs_parent_ = versus_parent_verdict(before, curve[-1]["_correct"])
         self.verdict_ = more_labels_verdict(curve)
         self.curve_ = [{k: v for k, v in point.items() if k != "_correct"} for point in curve]
 
@@ -336,6 +338,34 @@ def replay_choice_text(weight: float, tried: list[dict]) -> str:
             "pairs never replayed.")
 
 
+def paired_change(before: np.ndarray, after: np.ndarray) -> tuple[float, float, float]:
+    """The mean per-post change in correctness from ``before`` to ``after`` (booleans for the same posts)
+    and its 95 % interval (normal approximation of the paired differences)."""
+    diff = after.astype(float) - before.astype(float)
+    gain = float(diff.mean())
+    se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
+    return gain, gain - 1.96 * se, gain + 1.96 * se
+
+
+def versus_parent_verdict(before: np.ndarray, after: np.ndarray) -> dict:
+    """Whether the adapted model answers the user's held-out posts better than the version it adapts:
+    ``before`` / ``after`` say per post whether the parent / the adaptation was right."""
+    gain, low, high = paired_change(before, after)
+    figures = (f"{gain * 100:+.1f} points on {len(before)} held-out posts (95% interval {low * 100:+.1f} to "
+               f"{high * 100:+.1f})")
+    if low > 0:
+        answer, message = "better", f"Better on your posts than the version it adapts: {figures}."
+    elif high < 0:
+        answer = "worse"
+        message = (f"Worse on your posts than the version it adapts: {figures}. Saving it would lose accuracy "
+                   "on posts like these; that version already reads them better than these labels teach.")
+    else:
+        answer = "unclear"
+        message = (f"Not clearly better than the version it adapts: {figures}, within what chance moves. "
+                   "Saving it is unlikely to change much on posts like these.")
+    return {"answer": answer, "gain": gain, "low": low, "high": high, "message": message}
+
+
 def more_labels_verdict(curve: list[dict]) -> dict:
     """Whether more labels are still worth giving, from the curve's last step: the per-post paired
     change in correctness between the last two points, its mean and 95 % interval, and the same per
@@ -343,10 +373,7 @@ def more_labels_verdict(curve: list[dict]) -> dict:
     if len(curve) < 2:
         return {"answer": "unknown", "message": "the learning curve has a single point"}
     last, previous = curve[-1], curve[-2]
-    diff = last["_correct"].astype(float) - previous["_correct"].astype(float)
-    gain = float(diff.mean())
-    se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
-    low, high = gain - 1.96 * se, gain + 1.96 * se
+    gain, low, high = paired_change(previous["_correct"], last["_correct"])
     added = max(last["labels_used"] - previous["labels_used"], 1.0)
     per_100 = gain / added * 100
     step = f"from {previous['labels_used']:.0f} to {last['labels_used']:.0f} labels"

@@ -106,7 +106,8 @@ def adapted_card(base_card: HeadCard, run: AdaptationRun, *, base_version: str) 
         "label_counts": labels.value_counts().to_dict(), "with_image": adapter.protocol_["with_image"],
         "adapted_heads": adapter.adapted_heads_, "config": run.config.as_dict(),
         "replay_weight": adapter.replay_weight_, "replay_choice": adapter.replay_choice_,
-        "held_out": {"protocol": adapter.protocol_, **adapter.evaluation_}, "learning_curve": adapter.curve_,
+        "held_out": {"protocol": adapter.protocol_, **adapter.evaluation_, "vs_parent": adapter.vs_parent_},
+        "learning_curve": adapter.curve_,
         "more_labels": adapter.verdict_, "seconds": round(run.seconds, 2),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
