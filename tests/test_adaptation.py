@@ -156,6 +156,7 @@ def test_the_user_is_told_whether_the_adaptation_beats_the_version_it_adapts_on_
     slightly[200:206], slightly[:2] = True, False                                               # +1 point: 6 won, 2 lost
     level = versus_parent_verdict(parent, slightly)
     assert level["answer"] == "unclear" and level["low"] < 0 < level["gain"] and "Not clearly better" in level["message"]
+    assert versus_parent_verdict(parent, parent.copy())["answer"] == "same"
     # End to end: a parent that never saw the user's kind of post, labels that carry it.
     adapter = Adapter(ensemble_heads()).fit(text_posts(200, seed=3, signal=2.0))
     assert adapter.vs_parent_["answer"] == "better"
@@ -227,7 +228,7 @@ def test_an_adaptation_from_a_text_only_table_saves_as_a_version_that_loads_and_
     assert saved.training["n_labels"] == 36 and saved.training["adapted_heads"] == ["text"]
     held_out = saved.training["held_out"]
     assert held_out["protocol"]["kind"] == "5-fold" and held_out["after"]["n"] == 36
-    assert held_out["vs_parent"]["answer"] in {"better", "worse", "unclear"}
+    assert held_out["vs_parent"]["answer"] in {"better", "worse", "unclear", "same"}
     assert len(saved.training["learning_curve"]) == 3
     assert saved.temperatures["fused"] == 1.2 and saved.temperatures["text"] != 1.5
     posts = run.labelled.posts

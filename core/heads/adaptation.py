@@ -351,6 +351,10 @@ def versus_parent_verdict(before: np.ndarray, after: np.ndarray) -> dict:
     """Whether the adapted model answers the user's held-out posts better than the version it adapts:
     ``before`` / ``after`` say per post whether the parent / the adaptation was right."""
     gain, low, high = paired_change(before, after)
+    if np.array_equal(before, after):
+        return {"answer": "same", "gain": 0.0, "low": 0.0, "high": 0.0,
+                "message": f"The same as the version it adapts on your {len(before)} held-out posts: right and wrong "
+                           "on exactly the same ones. Saving it would change nothing on posts like these."}
     figures = (f"{gain * 100:+.1f} points on {len(before)} held-out posts (95% interval {low * 100:+.1f} to "
                f"{high * 100:+.1f})")
     if low > 0:
@@ -361,7 +365,7 @@ def versus_parent_verdict(before: np.ndarray, after: np.ndarray) -> dict:
                    "on posts like these; that version already reads them better than these labels teach.")
     else:
         answer = "unclear"
-        message = (f"Not clearly better than the version it adapts: {figures}, within what chance moves. "
+        message = (f"Not clearly better or worse than the version it adapts: {figures}, within what chance moves. "
                    "Saving it is unlikely to change much on posts like these.")
     return {"answer": answer, "gain": gain, "low": low, "high": high, "message": message}
 
