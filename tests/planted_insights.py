@@ -43,10 +43,11 @@ def hashtag_run(n: int = 1500, seed: int = 0):
     return run, frame.loc[tagged, "row"].tolist()
 
 
-def topic_run(n: int = 600, seed: int = 0, dim: int = 32):
+def topic_run(n: int = 600, seed: int = 0, dim: int = 32, feature_suffix: str = ""):
     """A run of posts on six topics whose text vectors sit around one centre per topic, with ``COPIES``
     posts holding the same text (one store entry, like a retweeted post); the vectors are put in the
-    feature store of MMSA_HOME under the run's text encoder. (run, the copies' row numbers)."""
+    feature store of MMSA_HOME under the run's text encoder (+ ``feature_suffix``, as a GPU scoring under
+    autocast files them). (run, the copies' row numbers)."""
     rng = np.random.default_rng(seed)
     frame = planted_frame(n, seed)
     ok = np.flatnonzero(_scored(frame).to_numpy())
@@ -58,7 +59,8 @@ def topic_run(n: int = 600, seed: int = 0, dim: int = 32):
     vectors = centres[topic] + rng.normal(scale=0.4, size=(len(ok), dim))
     vectors[:COPIES] = centres[-1]                         # the copied post: one text, one vector
     texts = frame.loc[ok, "text"].tolist()
-    FeatureStore(config.feature_store_path()).put_many(TEXT_ENCODER, text_keys(texts), vectors.astype(np.float32))
+    FeatureStore(config.feature_store_path()).put_many(TEXT_ENCODER + feature_suffix, text_keys(texts),
+                                                       vectors.astype(np.float32))
     run = save_run(frame, source="topics.csv", engine="cli", name="topics", card=fake_card(version="scorer"))
     return run, frame.loc[copies, "row"].tolist()
 

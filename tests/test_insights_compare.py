@@ -11,7 +11,7 @@ import pytest
 from core.errors import InputError
 from core.features.store import FeatureStore
 from core.insights.compare import EXACT_BELOW, compare_predictions, mcnemar
-from core.insights.features import text_keys
+from core.insights.features import image_keys, text_keys
 from core.insights.rescore import (
     VersionNotFound,
     compare_versions,
@@ -144,6 +144,23 @@ def test_posts_whose_features_left_the_store_are_left_out_and_counted(scored_pos
     with_image = sum(i is not None for i in p["images"])
     assert int(rescored.missing.sum()) == with_image and comparison.n == 12 - with_image
     assert comparison.notes[0].startswith(f"{with_image} posts' features are not in the feature store")
+
+
+def test_posts_scored_on_a_gpu_under_autocast_are_compared_from_the_vectors_they_stored(scored_posts, tmp_path):
+    # A GPU scoring under bf16 autocast files its vectors under the encoders' ids + ":autocast-bf16".
+    p = scored_posts
+    text_encoder, image_encoder = p["encoders"]
+    on_gpu = FeatureStore(tmp_path / "gpu.sqlite")
+    for encoder_id, keys in ((text_encoder.id, text_keys(p["texts"])), (image_encoder.id, image_keys(p["images"]))):
+        vectors = p["store"].get_many(encoder_id, [k for k in keys if k])
+        on_gpu.put_many(f"{encoder_id}:autocast-bf16", list(vectors), np.stack(list(vectors.values())))
+    version = resolve_version(p["v1"], p["registry"])
+    again = rescore([version], on_gpu, p["texts"], p["images"])
+    assert not again.missing.any()
+    assert again.classes[version.name].tolist() == p["scored"]["prediction"].tolist()
+    assert any(note.startswith("11 posts' text features computed under bf16 autocast") for note in again.notes)
+    with_image = sum(i is not None for i in p["images"])
+    assert any(note.startswith(f"{with_image} posts' image features computed under bf16 autocast") for note in again.notes)
 
 
 def test_the_same_version_twice_or_an_unknown_one_is_refused(scored_posts):

@@ -96,6 +96,12 @@ def test_kept_themes_are_counted_over_the_filtered_posts_with_their_trend(home):
         assert acme.trend is None
 
 
+def test_a_run_scored_on_a_gpu_under_autocast_has_its_themes_found_from_the_vectors_it_stored(home):
+    run, _ = topic_run(feature_suffix=":autocast-bf16")
+    themes = run_themes(run, FeatureStore(config.feature_store_path()))
+    assert themes.assignment.size == run.record.scored and (themes.assignment >= 0).mean() > 0.9
+
+
 def test_the_changed_posts_are_listed_with_both_versions_classes(home, tmp_path):
     run, a_tensors, b_tensors, classes = two_version_run()
     write_version_folder(tmp_path / "a", a_tensors, fake_card())

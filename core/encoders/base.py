@@ -106,6 +106,23 @@ def autocast_name(dtype: torch.dtype | None) -> str:
     return next((name for name, d in AUTOCAST_DTYPES.items() if d == dtype), "fp32")
 
 
+FP32_FALLBACK_SUFFIX = ":fp32-fallback"  # image features from the fp32 network where the int8 graph cannot serve
+
+
+def autocast_suffix_for(name: str) -> str:
+    """The feature-store suffix of vectors computed under autocast ``name`` ('fp16' / 'bf16')."""
+    return f":autocast-{name}"
+
+
+def stored_feature_ids(encoder_id: str) -> dict[str, str]:
+    """Every feature-store id an encoder (by its card id) may have filed vectors under on some machine,
+    with how those vectors were computed: its own id first, then the int8 image graph's fp32 fallback and
+    each autocast dtype's. Readers of stored features (themes, comparing versions) try them in order."""
+    return {encoder_id: "as the card names",
+            encoder_id + FP32_FALLBACK_SUFFIX: "by the fp32 network where the int8 graph could not serve",
+            **{encoder_id + autocast_suffix_for(name): f"under {name} autocast" for name in AUTOCAST_DTYPES}}
+
+
 class TorchPrecision:
     """What the PyTorch path of an encoder computes in: fp32, or fp16 / bf16 autocast once
     ``core.scoring.precision`` has checked that the predictions stay the same. Autocast features are
@@ -129,7 +146,7 @@ class TorchPrecision:
 
     def autocast_suffix(self) -> str:
         """':autocast-bf16' when the torch path serves under autocast, else ''."""
-        return "" if self.autocast is None or not self.serves_torch() else f":autocast-{autocast_name(self.autocast)}"
+        return "" if self.autocast is None or not self.serves_torch() else autocast_suffix_for(autocast_name(self.autocast))
 
     def serves_torch(self) -> bool:
         """Whether ``encode`` runs the PyTorch network here (not an ONNX Runtime graph)."""

@@ -14,6 +14,7 @@ from PIL import Image
 
 from core.encoders.base import (
     DEFAULT_IMAGE_SPEC,
+    FP32_FALLBACK_SUFFIX,
     FP32_IMAGE_SPEC,
     INT8_IMAGE_SPEC,
     EncoderInfo,
@@ -208,7 +209,7 @@ class EfficientNetLite0Int8Encoder(EfficientNetLite0Encoder):
         self._int8_runner = None
         if self.device.type != "cpu":
             self.check = None
-            self.store_id = f"{self.id}:fp32-fallback"
+            self.store_id = self.id + FP32_FALLBACK_SUFFIX
             self.notice = (f"On {self.device} images run through the fp32 network (the int8 graph is a CPU "
                            f"optimisation); the head's published figures were measured with the int8 graph.")
             return
@@ -216,7 +217,7 @@ class EfficientNetLite0Int8Encoder(EfficientNetLite0Encoder):
         if not self.check.passed:
             # The head was trained on int8 features; fp32 ones are what the int8 graph approximates
             # (a head fed either scores within 0.5 points on dev), kept apart in the feature store.
-            self.store_id = f"{self.id}:fp32-fallback"
+            self.store_id = self.id + FP32_FALLBACK_SUFFIX
             self.notice = (f"{self.check.summary()}. Images run through the fp32 network instead: about "
                            f"2x slower, and the head's published figures were measured with the int8 graph.")
 

@@ -47,21 +47,27 @@ def image_keys(paths: Sequence, workers: int = 2) -> list[str | None]:
     return keys
 
 
-def stored_vectors(store: FeatureStore, feature_key: str, keys: Sequence[str | None],
+def stored_vectors(store: FeatureStore, feature_ids: str | Sequence[str], keys: Sequence[str | None],
                    dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """(vectors (len(keys), dim) float32, found (len(keys),) bool): zeros and False where a key is
-    None or not stored. Read ``LOOKUP_CHUNK`` keys at a time."""
+    """(vectors (len(keys), dim) float32, source (len(keys),) int): the index in ``feature_ids`` each
+    vector was found under (tried in order), -1 and zeros where a key is None or stored under none of
+    them. Read ``LOOKUP_CHUNK`` keys at a time."""
+    feature_ids = [feature_ids] if isinstance(feature_ids, str) else list(feature_ids)
     out = np.zeros((len(keys), dim), dtype=np.float32)
-    found = np.zeros(len(keys), dtype=bool)
+    source = np.full(len(keys), -1, dtype=np.int64)
     for start in range(0, len(keys), LOOKUP_CHUNK):
         chunk = keys[start:start + LOOKUP_CHUNK]
-        vectors = store.get_many(feature_key, [k for k in chunk if k is not None])
-        for offset, key in enumerate(chunk):
-            vector = vectors.get(key) if key is not None else None
-            if vector is not None and vector.shape[0] == dim:
-                out[start + offset] = vector
-                found[start + offset] = True
-    return out, found
+        for index, feature_id in enumerate(feature_ids):
+            wanted = [k for i, k in enumerate(chunk) if k is not None and source[start + i] < 0]
+            if not wanted:
+                break
+            vectors = store.get_many(feature_id, wanted)
+            for offset, key in enumerate(chunk):
+                vector = vectors.get(key) if key is not None and source[start + offset] < 0 else None
+                if vector is not None and vector.shape[0] == dim:
+                    out[start + offset] = vector
+                    source[start + offset] = index
+    return out, source
 
 
 class StoredVectors:
@@ -69,13 +75,13 @@ class StoredVectors:
     those posts (zeros where missing). Lets themes stream a large run through the store in chunks
     instead of holding every full-size vector at once."""
 
-    def __init__(self, store: FeatureStore, feature_key: str, keys: Sequence[str | None], dim: int):
-        self.store, self.feature_key, self.keys, self.dim = store, feature_key, list(keys), int(dim)
+    def __init__(self, store: FeatureStore, feature_ids: str | Sequence[str], keys: Sequence[str | None], dim: int):
+        self.store, self.feature_ids, self.keys, self.dim = store, feature_ids, list(keys), int(dim)
 
     def __len__(self) -> int:
         return len(self.keys)
 
     def rows(self, positions: Sequence[int]) -> np.ndarray:
         """Vectors of the posts at ``positions`` (zeros where not stored)."""
-        return stored_vectors(self.store, self.feature_key, [self.keys[i] for i in positions], self.dim)[0]
+        return stored_vectors(self.store, self.feature_ids, [self.keys[i] for i in positions], self.dim)[0]
 

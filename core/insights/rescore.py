@@ -13,6 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
+from core.encoders.base import stored_feature_ids
 from core.errors import InputError
 from core.features.store import FeatureStore
 from core.insights.compare import Comparison, compare_predictions
@@ -111,11 +112,16 @@ def rescore(versions: Sequence[Version], store: FeatureStore, texts: Sequence,
     wants_text = np.array([has_text(t) for t in texts], dtype=bool)
     wants_image = np.array([k is not None for k in keys["image"]], dtype=bool)
     lookups: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
+    variants: dict[str, int] = {}  # "text features computed under bf16 autocast" -> posts
 
     def vectors(kind: str, info: EncoderRef) -> tuple[np.ndarray, np.ndarray]:
         cache_key = (str(info.id), int(info.dim))
         if cache_key not in lookups:
-            lookups[cache_key] = stored_vectors(store, cache_key[0], keys[kind], cache_key[1])
+            ids = stored_feature_ids(cache_key[0])
+            found, source = stored_vectors(store, list(ids), keys[kind], cache_key[1])
+            for index in np.unique(source[source > 0]):
+                variants[f"{kind} features computed {list(ids.values())[index]}"] = int(np.sum(source == index))
+            lookups[cache_key] = found, source >= 0
         return lookups[cache_key]
 
     classes, missing = {}, np.zeros(n, dtype=bool)
@@ -133,6 +139,8 @@ def rescore(versions: Sequence[Version], store: FeatureStore, texts: Sequence,
     if missing.any():
         notes.append(f"{int(missing.sum())} posts' features are not in the feature store (cleared, or the run was "
                      "scored on another machine) and are left out; score the run again to store them")
+    notes += [f"{count} posts' {what} on the machine that scored them (close to the standard ones, not equal)"
+              for what, count in variants.items()]
     return Rescored(classes, missing, notes)
 
 

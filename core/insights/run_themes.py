@@ -18,6 +18,7 @@ import pandas as pd
 from core.analysis.engine import RunQuery
 from core.analysis.filters import FilterError, Filters
 from core.analysis.sql import quote_literal
+from core.encoders.base import stored_feature_ids
 from core.errors import InputError
 from core.features.store import FeatureStore
 from core.insights.features import LOOKUP_CHUNK, StoredVectors, text_keys
@@ -56,10 +57,12 @@ def text_source(run, store: FeatureStore, texts) -> StoredVectors:
         raise ThemesUnavailable("this run does not record which text encoder scored it: score it again to find "
                                 "its themes")
     keys = text_keys(texts)
+    ids = list(stored_feature_ids(encoder))  # a run scored under autocast filed its vectors under a suffixed id
     for start in range(0, len(keys), LOOKUP_CHUNK):
-        found = store.get_many(encoder, [k for k in keys[start:start + LOOKUP_CHUNK] if k is not None])
-        if found:
-            return StoredVectors(store, encoder, keys, next(iter(found.values())).shape[0])
+        for feature_id in ids:
+            found = store.get_many(feature_id, [k for k in keys[start:start + LOOKUP_CHUNK] if k is not None])
+            if found:
+                return StoredVectors(store, ids, keys, next(iter(found.values())).shape[0])
     raise ThemesUnavailable(f"none of this run's {len(keys):,} posts has its text features in the feature store "
                             "(it was cleared, or the run was scored on another machine): score the run again here "
                             "to store them, then find its themes")
