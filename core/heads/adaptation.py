@@ -130,13 +130,15 @@ class Adapter:
         self.config = config or AdaptationConfig()
 
     # ----- fitting ------------------------------------------------------------------------------
-    def _readouts(self, parent: LateFusionHeads, posts: PostSet, replay: dict | None) -> dict[str, Readout]:
-        """Read-outs for each head that has enough of the user's rows; the others are left out (identity)."""
+    def _readouts(self, parent: LateFusionHeads, posts: PostSet, replay: dict | None,
+                  heads: tuple[str, ...] = HEAD_NAMES) -> dict[str, Readout]:
+        """Read-outs for each of ``heads`` that has enough of the user's rows; the others are left out
+        (identity)."""
         inputs = head_inputs(parent, posts.text, posts.image)
         logits = kept_logits(parent, inputs)
         rows = {"text": np.ones(len(posts), dtype=bool), "image": posts.has_image, "fused": posts.has_image}
         readouts = {}
-        for name in HEAD_NAMES:
+        for name in heads:
             mine = rows[name]
             if name != "text" and (mine.sum() < MIN_HEAD_ROWS or len(np.unique(posts.labels[mine])) < 2):
                 continue
@@ -193,7 +195,8 @@ class Adapter:
         for weight in REPLAY_LADDER:
             step(f"Choosing how much to replay the reference: weight {weight}", 0.0)
             self.replay_weight_ = weight
-            answers = [served_logits(with_readouts(self.parent, self._readouts(self.parent, posts, fit_part)),
+            # The heads are separate networks: only the fused read-out moves the fused answers.
+            answers = [served_logits(with_readouts(self.parent, self._readouts(self.parent, posts, fit_part, ("fused",))),
                                      guard)[0]["fused"].argmax(1) for guard, fit_part in folds]
             after = float((np.concatenate(answers) == labels).mean())
             self.replay_choice_.append({"weight": weight, "guard_n": len(labels), "fused_before": before,
