@@ -190,15 +190,18 @@ class Adapter:
             fit_part = self._replay_data(replay.subset(np.sort(np.setdiff1d(order, guard_rows))))
             folds.append((guard, fit_part))
         labels = np.concatenate([guard.labels for guard, _ in folds])
-        before = np.concatenate([served_logits(self.parent, guard)[0]["fused"].argmax(1) for guard, _ in folds])
-        before = float((before == labels).mean())
+
+        def fused_accuracy(model_of_fold) -> float:
+            answers = [served_logits(model_of_fold(fit_part), guard)[0]["fused"].argmax(1) for guard, fit_part in folds]
+            return float((np.concatenate(answers) == labels).mean())
+
+        before = fused_accuracy(lambda fit_part: self.parent)
         for weight in REPLAY_LADDER:
             step(f"Choosing how much to replay the reference: weight {weight}", 0.0)
             self.replay_weight_ = weight
             # The heads are separate networks: only the fused read-out moves the fused answers.
-            answers = [served_logits(with_readouts(self.parent, self._readouts(self.parent, posts, fit_part, ("fused",))),
-                                     guard)[0]["fused"].argmax(1) for guard, fit_part in folds]
-            after = float((np.concatenate(answers) == labels).mean())
+            after = fused_accuracy(lambda fit_part: with_readouts(
+                self.parent, self._readouts(self.parent, posts, fit_part, ("fused",))))
             self.replay_choice_.append({"weight": weight, "guard_n": len(labels), "fused_before": before,
                                         "fused_after": after})
             if before - after <= GUARD_DROP:
@@ -353,11 +356,11 @@ def paired_change(before: np.ndarray, after: np.ndarray) -> tuple[float, float, 
 def versus_parent_verdict(before: np.ndarray, after: np.ndarray) -> dict:
     """Whether the adapted model answers the user's held-out posts better than the version it adapts:
     ``before`` / ``after`` say per post whether the parent / the adaptation was right."""
-    gain, low, high = paired_change(before, after)
     if np.array_equal(before, after):
         return {"answer": "same", "gain": 0.0, "low": 0.0, "high": 0.0,
                 "message": f"The same as the version it adapts on your {len(before)} held-out posts: right and wrong "
                            "on exactly the same ones. Saving it would change nothing on posts like these."}
+    gain, low, high = paired_change(before, after)
     figures = (f"{gain * 100:+.1f} points on {len(before)} held-out posts (95% interval {low * 100:+.1f} to "
                f"{high * 100:+.1f})")
     if low > 0:
